@@ -1,0 +1,68 @@
+package proxy
+
+import (
+	"crypto/tls"
+	"time"
+
+	"github.com/wsedge/wsedge/affinity"
+)
+
+// KeyMode says what a client is routed by.
+type KeyMode int
+
+const (
+	// KeyIP routes by client IP (after trusted proxies).
+	KeyIP KeyMode = iota
+	// KeyCookie routes by the proxy's route cookie, picking by IP and
+	// setting the cookie when it is missing or stale.
+	KeyCookie
+	// KeyHeader routes by a request header, falling back to IP.
+	KeyHeader
+)
+
+// Config is what the proxy does with each client. A Config is immutable
+// once handed to a Server; a reload hands over a new one. Zero values mean
+// the defaults given on each field.
+type Config struct {
+	Key     KeyMode
+	Cookie  string                  // route cookie name; zero means "wsedge_route"
+	Header  string                  // header for KeyHeader
+	Trusted affinity.TrustedProxies // peers whose forwarding headers are believed
+
+	VNodes int // ring points per unit of weight; zero means 160
+
+	HandshakeTimeout time.Duration // whole client and backend handshake; zero means 5s
+	PingInterval     time.Duration // proxy pings clients this often; zero means never
+	PongTimeout      time.Duration // no pong this long after a ping closes the client; zero means 10s
+	WriteTimeout     time.Duration // a peer not taking a write this long is closed; zero means 10s
+	MaxMessageBytes  int64         // across fragments; zero means 1 MiB
+	MaxHeaderBytes   int           // request head; zero means 16 KiB
+
+	// UpstreamTLS, when set, makes the proxy speak TLS to backends.
+	UpstreamTLS *tls.Config
+}
+
+func (c Config) withDefaults() Config {
+	if c.Cookie == "" {
+		c.Cookie = "wsedge_route"
+	}
+	if c.VNodes <= 0 {
+		c.VNodes = 160
+	}
+	if c.HandshakeTimeout <= 0 {
+		c.HandshakeTimeout = 5 * time.Second
+	}
+	if c.PongTimeout <= 0 {
+		c.PongTimeout = 10 * time.Second
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = 10 * time.Second
+	}
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = 1 << 20
+	}
+	if c.MaxHeaderBytes <= 0 {
+		c.MaxHeaderBytes = 16 << 10
+	}
+	return c
+}

@@ -1,0 +1,367 @@
+package proxy
+
+import (
+	"encoding/binary"
+
+	"github.com/gobwas/ws"
+)
+
+// maxHeaderSize is the longest WebSocket frame header: 2 bytes, 8 bytes of
+// extended length and a 4-byte mask (RFC 6455 section 5.2).
+const maxHeaderSize = 14
+
+// maxControlFrameSize is a whole control frame: header with mask plus the
+// 125-byte payload limit of RFC 6455 section 5.5.
+const maxControlFrameSize = 6 + ws.MaxControlFramePayloadSize
+
+// event says what the driver of a framer must do with the bytes a step
+// returned.
+type event uint8
+
+const (
+	// evForward: write out to the other peer, unchanged.
+	evForward event = iota
+	// evAbsorbed: the bytes went into the framer's own state (a header or
+	// control frame split across reads); nothing to write yet.
+	evAbsorbed
+	// evControl: out is one whole control frame (ping, pong or close); the
+	// driver decides whether to forward it. controlPayload gives its
+	// unmasked payload.
+	evControl
+	// evViolation: the stream broke RFC 6455 or a limit; violation says how.
+	// Nothing more may be relayed in this direction.
+	evViolation
+)
+
+// violation is why a stream cannot be relayed further: the close code the
+// offending peer gets and a reason for the log and the close frame.
+type violation struct {
+	code   ws.StatusCode
+	reason string
+}
+
+// framer follows the framing of one direction of a relayed WebSocket
+// (RFC 6455 section 5) without doing any I/O: the driver feeds it the bytes
+// it read and gets back what to write where. Frames pass through as they
+// arrive, header and payload bytes unchanged, so neither masking nor
+// compression (RSV bits) is touched and no message is ever collected whole.
+// Only control frames, at most 131 bytes, are gathered so that pongs and
+// closes can be inspected.
+//
+// The same value can be driven by a goroutine per direction or by an event
+// loop. It is not safe for concurrent use; the zero value is not usable,
+// see newFramer.
+type framer struct {
+	masked     bool  // frames in this direction must be masked (they come from the client)
+	allowRSV   byte  // RSV bits a data frame may carry: those of the negotiated extensions
+	maxMessage int64 // limit across the fragments of one message; 0 means none
+
+	hdr    [maxHeaderSize]byte // a header split across reads
+	hdrLen uint8
+
+	// The frame whose payload is passing now.
+	remaining int64 // payload bytes still to come
+	control   bool  // it is a control frame, being gathered into ctrl
+
+	ctrl    [maxControlFrameSize]byte
+	ctrlLen uint8
+	ctrlHdr uint8 // header length within ctrl
+
+	inMessage bool  // a fragmented data message is open: only continuations may follow
+	msgBytes  int64 // payload bytes of the open message so far
+
+	broken violation // set once evViolation was returned
+}
+
+func newFramer(masked bool, extensions bool, maxMessage int64) *framer {
+	f := &framer{masked: masked, maxMessage: maxMessage}
+	if extensions {
+		// Extensions give meaning to the RSV bits (RFC 6455 section 5.2,
+		// RFC 7692 section 6); they are negotiated end to end, so the proxy
+		// lets them through rather than interpreting them.
+		f.allowRSV = 0x70
+	}
+	return f
+}
+
+// atBoundary reports whether the stream is between frames, the only place
+// where the proxy may insert frames of its own. Inside a fragmented message
+// is fine: control frames may be interleaved there (RFC 6455 section 5.4).
+func (f *framer) atBoundary() bool {
+	return f.hdrLen == 0 && f.remaining == 0 && !f.control
+}
+
+// step consumes a prefix of in and says what to do with out, which is either
+// a prefix of in or the framer's own buffer. Callers loop until in is empty:
+//
+//	for len(in) > 0 {
+//		n, out, ev := f.step(in)
+//		in = in[n:]
+//		...
+//	}
+//
+// Consecutive data frames found whole or in part in `in` are returned as one
+// evForward, so a read full of small messages costs one write.
+func (f *framer) step(in []byte) (n int, out []byte, ev event) {
+	if f.broken.code != 0 {
+		return len(in), nil, evViolation
+	}
+	if f.control {
+		return f.gatherControl(in)
+	}
+	if f.remaining > 0 {
+		k := f.passPayload(len(in))
+		return f.scan(in, k)
+	}
+	if f.hdrLen > 0 {
+		return f.completeHeader(in)
+	}
+	return f.scan(in, 0)
+}
+
+// scan walks whole frame headers in in starting at off, extending the
+// forwarded prefix over data frames until it meets a control frame, a header
+// cut short, a violation, or the end of in.
+func (f *framer) scan(in []byte, off int) (int, []byte, event) {
+	for off < len(in) {
+		h, hlen, ok := parseHeader(in[off:])
+		if !ok {
+			if off > 0 {
+				return off, in[:off], evForward
+			}
+			// A header split across reads: keep it until the rest comes.
+			f.hdrLen = uint8(copy(f.hdr[:], in))
+			return len(in), nil, evAbsorbed
+		}
+		if v, bad := f.check(h); bad {
+			if off > 0 {
+				return off, in[:off], evForward
+			}
+			return f.fail(v, len(in))
+		}
+		if h.OpCode.IsControl() {
+			if off > 0 {
+				return off, in[:off], evForward
+			}
+			f.startControl(in[:hlen], h)
+			n, out, ev := f.gatherControl(in[hlen:])
+			return hlen + n, out, ev
+		}
+		f.startData(h)
+		off += hlen
+		off += f.passPayload(len(in) - off)
+	}
+	return off, in[:off], evForward
+}
+
+// completeHeader adds bytes to a header that was split across reads. Once
+// whole, the header is handed out on its own and the payload follows from
+// the next step.
+func (f *framer) completeHeader(in []byte) (int, []byte, event) {
+	had := int(f.hdrLen)
+	n := copy(f.hdr[had:], in)
+	h, hlen, ok := parseHeader(f.hdr[:had+n])
+	if !ok {
+		f.hdrLen += uint8(n)
+		return n, nil, evAbsorbed
+	}
+	used := hlen - had
+	f.hdrLen = 0
+	if v, bad := f.check(h); bad {
+		return f.fail(v, len(in))
+	}
+	if h.OpCode.IsControl() {
+		f.startControl(f.hdr[:hlen], h)
+		m, out, ev := f.gatherControl(in[used:])
+		return used + m, out, ev
+	}
+	f.startData(h)
+	return used, f.hdr[:hlen], evForward
+}
+
+// passPayload accounts for up to avail payload bytes of the current data
+// frame and returns how many belong to it.
+func (f *framer) passPayload(avail int) int {
+	k := int64(avail)
+	if k > f.remaining {
+		k = f.remaining
+	}
+	f.remaining -= k
+	return int(k)
+}
+
+func (f *framer) startData(h frameHeader) {
+	if h.OpCode != ws.OpContinuation {
+		f.msgBytes = 0
+	}
+	f.msgBytes += h.Length
+	f.inMessage = !h.Fin
+	f.remaining = h.Length
+}
+
+func (f *framer) startControl(hdr []byte, h frameHeader) {
+	f.control = true
+	f.ctrlHdr = uint8(copy(f.ctrl[:], hdr))
+	f.ctrlLen = f.ctrlHdr
+	f.remaining = h.Length
+}
+
+// gatherControl collects the payload of a control frame; control frames are
+// small (RFC 6455 section 5.5), so they are handed out whole.
+func (f *framer) gatherControl(in []byte) (int, []byte, event) {
+	k := f.passPayload(len(in))
+	f.ctrlLen += uint8(copy(f.ctrl[f.ctrlLen:], in[:k]))
+	if f.remaining > 0 {
+		return k, nil, evAbsorbed
+	}
+	f.control = false
+	frame := f.ctrl[:f.ctrlLen]
+	if f.controlOp() == ws.OpClose {
+		var buf [ws.MaxControlFramePayloadSize]byte
+		if v, bad := checkClosePayload(f.controlPayload(buf[:])); bad {
+			return f.fail(v, k)
+		}
+	}
+	return k, frame, evControl
+}
+
+// controlPayload copies the payload of the control frame the last
+// evControl handed out into dst, unmasked, and returns it. The frame itself
+// stays as received, ready to forward. dst needs room for 125 bytes.
+func (f *framer) controlPayload(dst []byte) []byte {
+	p := dst[:copy(dst, f.ctrl[f.ctrlHdr:f.ctrlLen])]
+	if f.masked {
+		var mask [4]byte
+		copy(mask[:], f.ctrl[f.ctrlHdr-4:f.ctrlHdr])
+		ws.Cipher(p, mask, 0)
+	}
+	return p
+}
+
+// controlOp is the opcode of the control frame the last evControl handed out.
+func (f *framer) controlOp() ws.OpCode { return ws.OpCode(f.ctrl[0] & 0x0f) }
+
+// check applies the rules of RFC 6455 section 5 that a relay can enforce
+// from a header alone, plus the message size limit.
+func (f *framer) check(h frameHeader) (violation, bool) {
+	switch {
+	case h.Masked != f.masked && f.masked:
+		return violation{ws.StatusProtocolError, "unmasked client frame"}, true
+	case h.Masked != f.masked:
+		return violation{ws.StatusProtocolError, "masked server frame"}, true
+	case h.OpCode.IsReserved():
+		return violation{ws.StatusProtocolError, "reserved opcode"}, true
+	case h.Length < 0:
+		return violation{ws.StatusProtocolError, "invalid payload length"}, true
+	}
+	if h.OpCode.IsControl() {
+		switch {
+		case !h.Fin:
+			return violation{ws.StatusProtocolError, "fragmented control frame"}, true
+		case h.Length > ws.MaxControlFramePayloadSize:
+			return violation{ws.StatusProtocolError, "control frame too long"}, true
+		case h.Rsv != 0:
+			return violation{ws.StatusProtocolError, "reserved bits on a control frame"}, true
+		}
+		return violation{}, false
+	}
+	switch {
+	case h.Rsv&^f.allowRSV != 0:
+		return violation{ws.StatusProtocolError, "reserved bits without an extension"}, true
+	case h.OpCode == ws.OpContinuation && !f.inMessage:
+		return violation{ws.StatusProtocolError, "continuation outside a message"}, true
+	case h.OpCode != ws.OpContinuation && f.inMessage:
+		return violation{ws.StatusProtocolError, "new message inside a fragmented one"}, true
+	case h.OpCode == ws.OpContinuation && h.Rsv != 0:
+		return violation{ws.StatusProtocolError, "reserved bits on a continuation"}, true
+	}
+	total := h.Length
+	if h.OpCode == ws.OpContinuation {
+		total += f.msgBytes
+	}
+	if f.maxMessage > 0 && total > f.maxMessage {
+		return violation{ws.StatusMessageTooBig, "message too big"}, true
+	}
+	return violation{}, false
+}
+
+func (f *framer) fail(v violation, n int) (int, []byte, event) {
+	f.broken = v
+	return n, nil, evViolation
+}
+
+// frameHeader is a decoded frame header; the payload bytes themselves are
+// never decoded.
+type frameHeader struct {
+	Fin    bool
+	Rsv    byte // the RSV bits in place, as on the wire (0x70)
+	OpCode ws.OpCode
+	Masked bool
+	Length int64 // negative when the 64-bit length had its top bit set
+}
+
+// parseHeader decodes a frame header at the start of b. ok is false when b
+// holds only part of it.
+func parseHeader(b []byte) (h frameHeader, n int, ok bool) {
+	if len(b) < 2 {
+		return h, 0, false
+	}
+	h.Fin = b[0]&0x80 != 0
+	h.Rsv = b[0] & 0x70
+	h.OpCode = ws.OpCode(b[0] & 0x0f)
+	h.Masked = b[1]&0x80 != 0
+	n = 2
+	switch l := b[1] & 0x7f; l {
+	case 126:
+		if len(b) < 4 {
+			return h, 0, false
+		}
+		h.Length = int64(binary.BigEndian.Uint16(b[2:4]))
+		n = 4
+	case 127:
+		if len(b) < 10 {
+			return h, 0, false
+		}
+		// The most significant bit must be 0 (RFC 6455 section 5.2); as a
+		// signed value it comes out negative and check rejects it.
+		h.Length = int64(binary.BigEndian.Uint64(b[2:10]))
+		n = 10
+	default:
+		h.Length = int64(l)
+	}
+	if h.Masked {
+		if len(b) < n+4 {
+			return h, 0, false
+		}
+		n += 4
+	}
+	return h, n, true
+}
+
+// checkClosePayload validates a close frame's body (RFC 6455 sections 5.5.1
+// and 7.4): empty, or a code that may appear on the wire and a reason.
+func checkClosePayload(p []byte) (violation, bool) {
+	switch {
+	case len(p) == 0:
+		return violation{}, false
+	case len(p) == 1:
+		return violation{ws.StatusProtocolError, "close frame with a one-byte body"}, true
+	}
+	if !validCloseCode(ws.StatusCode(binary.BigEndian.Uint16(p))) {
+		return violation{ws.StatusProtocolError, "invalid close code"}, true
+	}
+	return violation{}, false
+}
+
+// validCloseCode reports whether code may be sent in a close frame: the
+// codes RFC 6455 section 7.4.1 defines for the wire, the registered 1012 to
+// 1014, and the ranges for libraries and applications.
+func validCloseCode(code ws.StatusCode) bool {
+	switch {
+	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
+		return true
+	case code >= 3000 && code <= 4999:
+		return true
+	}
+	return false
+}

@@ -1,0 +1,469 @@
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/goleak"
+
+	"github.com/wsedge/wsedge/affinity"
+	"github.com/wsedge/wsedge/upstream"
+	"github.com/wsedge/wsedge/upstream/upstreamtest"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
+
+// testProxy is a Server on a loopback port in front of backends.
+type testProxy struct {
+	srv  *Server
+	addr string
+	set  *upstream.Set
+}
+
+func startProxy(tb testing.TB, cfg Config, backends ...*upstreamtest.Backend) *testProxy {
+	tb.Helper()
+	var list []upstream.Backend
+	for _, b := range backends {
+		list = append(list, upstream.Backend{Addr: b.Addr, Weight: 1})
+	}
+	return startProxyOn(tb, cfg, list)
+}
+
+func startProxyOn(tb testing.TB, cfg Config, list []upstream.Backend) *testProxy {
+	tb.Helper()
+	set := upstream.NewSet(list)
+	srv := New(cfg, set, nil)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	served := make(chan struct{})
+	watched := make(chan struct{})
+	go func() { defer close(served); srv.Serve(ln) }()
+	go func() { defer close(watched); srv.WatchMembers(ctx) }()
+	tb.Cleanup(func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer scancel()
+		srv.Shutdown(sctx)
+		cancel()
+		<-served
+		<-watched
+	})
+	return &testProxy{srv: srv, addr: ln.Addr().String(), set: set}
+}
+
+func (p *testProxy) url(path string) string { return "ws://" + p.addr + path }
+
+func dial(tb testing.TB, p *testProxy, path string, h http.Header) *websocket.Conn {
+	tb.Helper()
+	c, res, err := websocket.DefaultDialer.Dial(p.url(path), h)
+	if err != nil {
+		status := 0
+		if res != nil {
+			status = res.StatusCode
+		}
+		tb.Fatalf("dial %s: %v (status %d)", path, err, status)
+	}
+	tb.Cleanup(func() { c.Close() })
+	return c
+}
+
+func whoami(tb testing.TB, c *websocket.Conn) string {
+	tb.Helper()
+	if err := c.WriteMessage(websocket.TextMessage, []byte("whoami")); err != nil {
+		tb.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, msg, err := c.ReadMessage()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return string(msg)
+}
+
+// closeCode reads until the connection ends and returns the close code the
+// client got; -1 when the connection ended without a close frame.
+func closeCode(tb testing.TB, c *websocket.Conn, within time.Duration) int {
+	tb.Helper()
+	c.SetReadDeadline(time.Now().Add(within))
+	for {
+		_, _, err := c.ReadMessage()
+		if err == nil {
+			continue
+		}
+		var ce *websocket.CloseError
+		if errors.As(err, &ce) {
+			if ce.Code == websocket.CloseAbnormalClosure {
+				return -1
+			}
+			return ce.Code
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			tb.Fatalf("no close within %v", within)
+		}
+		return -1
+	}
+}
+
+func TestEchoThroughProxy(t *testing.T) {
+	b := upstreamtest.Start(t, upstreamtest.WithName("b1"))
+	p := startProxy(t, Config{}, b)
+	c := dial(t, p, "/chat?room=1", nil)
+	for _, size := range []int{0, 1, 125, 126, 65535, 65536, 300000} {
+		msg := bytes.Repeat([]byte{byte(size)}, size)
+		if err := c.WriteMessage(websocket.BinaryMessage, msg); err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := c.ReadMessage()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, msg) {
+			t.Fatalf("size %d: echo differs", size)
+		}
+	}
+	if got := whoami(t, c); got != "b1" {
+		t.Fatalf("whoami = %q, want b1", got)
+	}
+	hs := b.Handshakes()
+	if len(hs) != 1 || hs[0].Path != "/chat?room=1" {
+		t.Fatalf("backend saw handshakes %+v, want one for /chat?room=1", hs)
+	}
+	if got := hs[0].Header.Get("X-Forwarded-For"); got != "127.0.0.1" {
+		t.Fatalf("X-Forwarded-For = %q, want 127.0.0.1", got)
+	}
+	if got := hs[0].Header.Get("X-Real-Ip"); got != "127.0.0.1" {
+		t.Fatalf("X-Real-IP = %q, want 127.0.0.1", got)
+	}
+	if got := hs[0].Header.Get("X-Forwarded-Proto"); got != "http" {
+		t.Fatalf("X-Forwarded-Proto = %q, want http", got)
+	}
+}
+
+func TestHeadersPassAndHopHeadersDrop(t *testing.T) {
+	b := upstreamtest.Start(t)
+	p := startProxy(t, Config{}, b)
+	h := http.Header{}
+	h.Set("Cookie", "session=abc")
+	h.Set("Authorization", "Bearer t0ken")
+	h.Set("Origin", "http://example.test")
+	h.Set("X-Custom", "yes")
+	h.Set("Keep-Alive", "timeout=5")
+	h.Set("X-Forwarded-For", "6.6.6.6") // an untrusted client's claim
+	dial(t, p, "/", h)
+	got := b.Handshakes()[0].Header
+	for k, want := range map[string]string{
+		"Cookie": "session=abc", "Authorization": "Bearer t0ken", "Origin": "http://example.test",
+		"X-Custom": "yes", "Keep-Alive": "", "X-Forwarded-For": "127.0.0.1",
+	} {
+		if got.Get(k) != want {
+			t.Errorf("backend saw %s = %q, want %q", k, got.Get(k), want)
+		}
+	}
+}
+
+func TestSubprotocolAndCompressionEndToEnd(t *testing.T) {
+	b := upstreamtest.Start(t, upstreamtest.WithSubprotocols("v2.chat", "v1.chat"), upstreamtest.WithCompression())
+	p := startProxy(t, Config{}, b)
+	d := websocket.Dialer{Subprotocols: []string{"v1.chat", "v2.chat"}, EnableCompression: true}
+	c, res, err := d.Dial(p.url("/"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if c.Subprotocol() != "v1.chat" {
+		t.Fatalf("subprotocol %q, want v1.chat (the client's first that the backend speaks)", c.Subprotocol())
+	}
+	if ext := res.Header.Get("Sec-WebSocket-Extensions"); !strings.Contains(ext, "permessage-deflate") {
+		t.Fatalf("extensions %q, want permessage-deflate negotiated", ext)
+	}
+	msg := bytes.Repeat([]byte("compressible "), 10000)
+	if err := c.WriteMessage(websocket.TextMessage, msg); err != nil {
+		t.Fatal(err)
+	}
+	_, got, err := c.ReadMessage()
+	if err != nil || !bytes.Equal(got, msg) {
+		t.Fatalf("compressed echo: err %v, equal %v", err, bytes.Equal(got, msg))
+	}
+}
+
+func TestStickyByForwardedForFromTrustedProxy(t *testing.T) {
+	var backends []*upstreamtest.Backend
+	for i := range 3 {
+		backends = append(backends, upstreamtest.Start(t, upstreamtest.WithName(fmt.Sprintf("b%d", i))))
+	}
+	p := startProxy(t, Config{Trusted: affinity.NewTrustedProxies([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")})}, backends...)
+	count := map[string]int{}
+	for i := range 60 {
+		h := http.Header{"X-Forwarded-For": {fmt.Sprintf("10.%d.%d.7", i, i*3)}}
+		c := dial(t, p, "/", h)
+		first := whoami(t, c)
+		c.Close()
+		again := whoami(t, dial(t, p, "/", h))
+		res := httpGet(t, "http://"+p.addr+"/poll", h)
+		if again != first || res != first {
+			t.Fatalf("client %d: websocket on %s, reconnect on %s, http on %s", i, first, again, res)
+		}
+		count[first]++
+	}
+	for name, n := range count {
+		if n < 5 {
+			t.Errorf("backend %s got %d of 60 clients", name, n)
+		}
+	}
+	if len(count) != 3 {
+		t.Fatalf("clients spread over %v, want all 3 backends", count)
+	}
+}
+
+func httpGet(tb testing.TB, url string, h http.Header) string {
+	tb.Helper()
+	req, _ := http.NewRequest(http.MethodGet, url, nil)
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return string(body)
+}
+
+func TestCookieAffinity(t *testing.T) {
+	var backends []*upstreamtest.Backend
+	for i := range 3 {
+		backends = append(backends, upstreamtest.Start(t, upstreamtest.WithName(fmt.Sprintf("b%d", i))))
+	}
+	p := startProxy(t, Config{Key: KeyCookie, Cookie: "route"}, backends...)
+	c, res, err := websocket.DefaultDialer.Dial(p.url("/"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := whoami(t, c)
+	c.Close()
+	set := res.Header.Get("Set-Cookie")
+	if !strings.HasPrefix(set, "route=") || !strings.Contains(set, "HttpOnly") ||
+		!strings.Contains(set, "Path=/") || !strings.Contains(set, "SameSite=Lax") {
+		t.Fatalf("101 Set-Cookie = %q, want an HttpOnly, Path=/, SameSite=Lax route cookie", set)
+	}
+	cookie := strings.SplitN(set, ";", 2)[0]
+	// Each backend, pinned by its cookie, from any address.
+	for _, b := range backends {
+		h := http.Header{"Cookie": {"route=" + affinity.Token(b.Addr)}}
+		if got := whoami(t, dial(t, p, "/", h)); got != b.Name {
+			t.Fatalf("cookie for %s landed on %s", b.Name, got)
+		}
+	}
+	if got := whoami(t, dial(t, p, "/", http.Header{"Cookie": {cookie}})); got != first {
+		t.Fatalf("own cookie landed on %s, first connection on %s", got, first)
+	}
+	for _, junk := range []string{"route=", "route=zzz", "route=1ffffffffffffffff", "route=%00%01", "route=" + strings.Repeat("a", 5000)} {
+		c, _, err := websocket.DefaultDialer.Dial(p.url("/"), http.Header{"Cookie": {junk}})
+		if err != nil {
+			t.Fatalf("cookie %.20q: %v", junk, err)
+		}
+		if got := whoami(t, c); got != first {
+			t.Errorf("cookie %.20q: landed on %s, want the IP's backend %s", junk, got, first)
+		}
+		c.Close()
+	}
+}
+
+func TestBackendRefusalRelayed(t *testing.T) {
+	b := upstreamtest.Start(t, upstreamtest.WithRefuse(http.StatusForbidden, "no entry"))
+	p := startProxy(t, Config{}, b)
+	_, res, err := websocket.DefaultDialer.Dial(p.url("/"), nil)
+	if err == nil {
+		t.Fatal("dial succeeded through a refusing backend")
+	}
+	body, _ := io.ReadAll(res.Body)
+	if res.StatusCode != http.StatusForbidden || !strings.Contains(string(body), "no entry") {
+		t.Fatalf("status %d body %q, want 403 with the backend's body", res.StatusCode, body)
+	}
+}
+
+func TestUnreachableAndSlowBackends(t *testing.T) {
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	p := startProxyOn(t, Config{}, []upstream.Backend{{Addr: dead}})
+	_, res, err := websocket.DefaultDialer.Dial(p.url("/"), nil)
+	if err == nil || res == nil || res.StatusCode != http.StatusBadGateway {
+		t.Fatalf("unreachable backend: err %v, res %v; want 502", err, res)
+	}
+
+	slow := upstreamtest.Start(t, upstreamtest.WithHandshakeDelay(3*time.Second))
+	p = startProxy(t, Config{HandshakeTimeout: 300 * time.Millisecond}, slow)
+	start := time.Now()
+	_, res, err = websocket.DefaultDialer.Dial(p.url("/"), nil)
+	if err == nil || res == nil || res.StatusCode != http.StatusGatewayTimeout {
+		t.Fatalf("slow backend: err %v, res %v; want 504", err, res)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Fatalf("504 took %v", d)
+	}
+}
+
+func TestCloseCodesPassThrough(t *testing.T) {
+	b := upstreamtest.Start(t)
+	p := startProxy(t, Config{}, b)
+	c := dial(t, p, "/", nil)
+	b.WaitConns(context.Background(), 1)
+	b.CloseAll(4321, "app says bye")
+	if got := closeCode(t, c, 5*time.Second); got != 4321 {
+		t.Fatalf("close code %d, want the backend's 4321", got)
+	}
+}
+
+func TestBackendDeathGives1012(t *testing.T) {
+	b := upstreamtest.Start(t)
+	p := startProxy(t, Config{}, b)
+	c := dial(t, p, "/", nil)
+	whoami(t, c)
+	b.Kill()
+	if got := closeCode(t, c, 5*time.Second); got != 1012 {
+		t.Fatalf("close code %d after the backend died, want 1012", got)
+	}
+}
+
+func TestProtocolViolationsAnswered(t *testing.T) {
+	b := upstreamtest.Start(t)
+	p := startProxy(t, Config{MaxMessageBytes: 1 << 20}, b)
+	good := dial(t, p, "/", nil)
+
+	tests := []struct {
+		name string
+		give []byte
+		want int
+	}{
+		{"unmasked frame", []byte{0x81, 0x02, 'h', 'i'}, 1002},
+		{"2 GiB frame", []byte{0x82, 0xff, 0, 0, 0, 0, 0x80, 0, 0, 0, 1, 2, 3, 4}, 1009},
+		{"reserved opcode", []byte{0x83, 0x80, 1, 2, 3, 4}, 1002},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := dial(t, p, "/", nil)
+			raw := c.NetConn()
+			if _, err := raw.Write(tt.give); err != nil {
+				t.Fatal(err)
+			}
+			if got := closeCode(t, c, 5*time.Second); got != tt.want {
+				t.Fatalf("close code %d, want %d", got, tt.want)
+			}
+		})
+	}
+	if got := whoami(t, good); got == "" {
+		t.Fatal("a well-behaved client stopped working")
+	}
+}
+
+func TestMalformedHandshakes(t *testing.T) {
+	b := upstreamtest.Start(t)
+	p := startProxy(t, Config{}, b)
+	tests := []struct {
+		name string
+		give string
+		want int
+	}{
+		{"bad key", "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: short\r\n\r\n", 400},
+		{"wrong version", "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 8\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", 426},
+		{"garbage", "\x16\x03\x01\x02\x00garbage\r\n\r\n", 400},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", p.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			conn.Write([]byte(tt.give))
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			line := make([]byte, 12)
+			io.ReadFull(conn, line)
+			if want := fmt.Sprintf("HTTP/1.1 %d", tt.want); string(line) != want {
+				t.Fatalf("answer %q, want %q", line, want)
+			}
+		})
+	}
+	if n := len(b.Handshakes()); n != 0 {
+		t.Fatalf("backend saw %d handshakes for malformed requests, want 0", n)
+	}
+}
+
+func TestSlowConsumerClosed(t *testing.T) {
+	b := upstreamtest.Start(t)
+	p := startProxy(t, Config{WriteTimeout: 500 * time.Millisecond}, b)
+	c := dial(t, p, "/", nil)
+	// Ask the backend for a flood the client never reads: echo big messages
+	// while not reading. Writes go until the proxy gives up on this client.
+	msg := make([]byte, 1<<20)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for i := 0; i < 64; i++ {
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			if err := c.WriteMessage(websocket.BinaryMessage, msg); err != nil {
+				return
+			}
+		}
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for b.Conns() > 0 || b.Accepted() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("backend connection still open: the slow client was never closed")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	c.Close()
+	<-done
+}
+
+func TestPlainHTTPStreams(t *testing.T) {
+	b := upstreamtest.Start(t, upstreamtest.WithName("b1"))
+	p := startProxy(t, Config{}, b)
+	res, err := http.Get("http://" + p.addr + "/sse?count=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	buf := make([]byte, 64)
+	start := time.Now()
+	n, _ := res.Body.Read(buf)
+	if !strings.Contains(string(buf[:n]), "data: 1") {
+		t.Fatalf("first event %q", buf[:n])
+	}
+	if time.Since(start) > time.Second {
+		t.Fatal("first event was not flushed at once")
+	}
+	rest, _ := io.ReadAll(res.Body)
+	if !strings.Contains(string(rest), "data: 3") {
+		t.Fatalf("rest of stream %q", rest)
+	}
+
+	body := strings.Repeat("x", 100000)
+	res2, err := http.Post("http://"+p.addr+"/echo", "text/plain", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(res2.Body)
+	res2.Body.Close()
+	if string(got) != body {
+		t.Fatalf("echoed body of %d bytes, want %d", len(got), len(body))
+	}
+}

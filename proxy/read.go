@@ -1,0 +1,98 @@
+package proxy
+
+import (
+	"io"
+	"net"
+	"sync"
+	"syscall"
+)
+
+// burstSize is the read buffer borrowed while a connection has data. It
+// bounds the memory a busy relay direction holds and the size of its writes.
+const burstSize = 32 << 10
+
+// bufPool lends read buffers for the duration of a burst, so that an idle
+// connection holds none.
+type bufPool struct{ p sync.Pool }
+
+func newBufPool() *bufPool {
+	return &bufPool{p: sync.Pool{New: func() any { b := make([]byte, burstSize); return &b }}}
+}
+
+func (p *bufPool) get() *[]byte  { return p.p.Get().(*[]byte) }
+func (p *bufPool) put(b *[]byte) { p.p.Put(b) }
+
+// burstReader reads from a connection into buffers borrowed only once data
+// is there. For a socket it waits for readability through the runtime's
+// poller without a buffer; other connections (TLS) read the usual way.
+type burstReader struct {
+	conn    net.Conn
+	raw     syscall.RawConn // nil when conn is not a plain socket
+	pool    *bufPool
+	pending []byte // bytes read before the relay started (handshake leftovers)
+}
+
+func newBurstReader(conn net.Conn, pool *bufPool, pending []byte) *burstReader {
+	r := &burstReader{conn: conn, pool: pool, pending: pending}
+	if sc, ok := conn.(syscall.Conn); ok {
+		if raw, err := sc.SyscallConn(); err == nil {
+			r.raw = raw
+		}
+	}
+	return r
+}
+
+// read returns the next burst of bytes in a borrowed buffer, which the
+// caller gives back with pool.put once done with p. io.EOF when the peer
+// closed its side.
+func (r *burstReader) read() (buf *[]byte, p []byte, err error) {
+	buf = r.pool.get()
+	if len(r.pending) > 0 {
+		n := copy(*buf, r.pending)
+		r.pending = r.pending[n:]
+		return buf, (*buf)[:n], nil
+	}
+	if r.raw == nil {
+		n, err := r.conn.Read(*buf)
+		return r.result(buf, n, err)
+	}
+	r.pool.put(buf)
+	buf = nil
+	var n int
+	var rerr error
+	err = r.raw.Read(func(fd uintptr) bool {
+		if buf == nil {
+			buf = r.pool.get()
+		}
+		for {
+			n, rerr = syscall.Read(int(fd), *buf)
+			if rerr != syscall.EINTR {
+				break
+			}
+		}
+		if rerr == syscall.EAGAIN {
+			// Nothing yet: give the buffer back while we wait.
+			r.pool.put(buf)
+			buf = nil
+			return false
+		}
+		return true
+	})
+	if err == nil {
+		err = rerr
+	}
+	return r.result(buf, n, err)
+}
+
+func (r *burstReader) result(buf *[]byte, n int, err error) (*[]byte, []byte, error) {
+	if n > 0 {
+		return buf, (*buf)[:n], nil
+	}
+	if buf != nil {
+		r.pool.put(buf)
+	}
+	if err == nil {
+		err = io.EOF // a read of 0 bytes without an error: the peer closed
+	}
+	return nil, nil, err
+}

@@ -1,0 +1,141 @@
+package proxy
+
+import (
+	"errors"
+	"net/http"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+
+	"github.com/wsedge/wsedge/affinity"
+	"github.com/wsedge/wsedge/upstream"
+)
+
+// ErrNoBackend means the ring is empty: no backend can take the request.
+var ErrNoBackend = errors.New("no backend in the ring")
+
+// memberSource is what the router needs from upstream.
+type memberSource interface {
+	Snapshot() *upstream.Snapshot // immutable; safe to keep
+	Changed() <-chan struct{}     // one pending signal, coalesced
+}
+
+var _ memberSource = (*upstream.Set)(nil)
+
+// table is everything a routing decision reads, built whole and never
+// modified, so lookups need no lock.
+type table struct {
+	cfg      Config
+	ring     *affinity.Ring
+	snapshot *upstream.Snapshot
+}
+
+// router holds the current table. Readers Load it; writers build a new one
+// and Store it.
+type router struct {
+	cur atomic.Pointer[table]
+	mu  sync.Mutex // serializes writers
+}
+
+func newRouter(cfg Config, snap *upstream.Snapshot) *router {
+	r := &router{}
+	r.cur.Store(buildTable(cfg.withDefaults(), snap))
+	return r
+}
+
+func (r *router) table() *table { return r.cur.Load() }
+
+// setConfig swaps in a new config, keeping the current members. It returns
+// the previous table and the new one.
+func (r *router) setConfig(cfg Config) (old, cur *table) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old = r.cur.Load()
+	cur = buildTable(cfg.withDefaults(), old.snapshot)
+	r.cur.Store(cur)
+	return old, cur
+}
+
+// setMembers swaps in a new member snapshot under the current config.
+func (r *router) setMembers(snap *upstream.Snapshot) (old, cur *table) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old = r.cur.Load()
+	cur = buildTable(old.cfg, snap)
+	r.cur.Store(cur)
+	return old, cur
+}
+
+func buildTable(cfg Config, snap *upstream.Snapshot) *table {
+	members := make([]affinity.Member, len(snap.Backends))
+	for i, b := range snap.Backends {
+		members[i] = affinity.Member{Addr: b.Addr, Weight: b.Weight}
+	}
+	return &table{cfg: cfg, ring: affinity.NewRing(members, cfg.VNodes), snapshot: snap}
+}
+
+// route is where one request goes and why.
+type route struct {
+	backend string     // the chosen backend's address
+	client  netip.Addr // the client's IP after trusted proxies
+	peer    netip.Addr // the TCP peer
+	// trustedPeer: the peer is a trusted proxy, so its forwarding headers
+	// are extended rather than replaced.
+	trustedPeer bool
+	key     uint64     // the hash the ring was asked about
+	by      string     // what decided: "ip", "cookie", "header", or "ip" as a fallback
+	// pinned: a valid route cookie named the backend; the key does not decide.
+	pinned bool
+	// setCookie is a route token to hand the client; empty when it has a
+	// valid one.
+	setCookie string
+}
+
+// route picks the backend for a request from peer with headers h.
+func (t *table) route(peer netip.Addr, h http.Header) (route, error) {
+	rt := route{
+		client:      t.cfg.Trusted.ClientIP(peer, h.Values("X-Forwarded-For"), h.Values("Forwarded")),
+		peer:        peer,
+		trustedPeer: t.cfg.Trusted.Contains(peer),
+	}
+	rt.key, rt.by = affinity.HashAddr(rt.client), "ip"
+	switch t.cfg.Key {
+	case KeyHeader:
+		if v := h.Get(t.cfg.Header); v != "" {
+			rt.key, rt.by = affinity.HashString(v), "header"
+		}
+	case KeyCookie:
+		if tok := cookieValue(h, t.cfg.Cookie); tok != "" {
+			if i, ok := t.ring.ByToken(tok); ok {
+				rt.backend, rt.by, rt.pinned = t.ring.Member(i).Addr, "cookie", true
+				return rt, nil
+			}
+		}
+	}
+	i := t.ring.Lookup(rt.key)
+	if i < 0 {
+		return rt, ErrNoBackend
+	}
+	rt.backend = t.ring.Member(i).Addr
+	if t.cfg.Key == KeyCookie {
+		rt.setCookie = affinity.Token(rt.backend)
+	}
+	return rt, nil
+}
+
+// routeCookie is the Set-Cookie value that pins a client to its backend.
+func (t *table) routeCookie(token string) string {
+	c := http.Cookie{Name: t.cfg.Cookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode}
+	return c.String()
+}
+
+// cookieValue returns the value of the named cookie in h, or "". Malformed
+// cookies of other names do not hide it.
+func cookieValue(h http.Header, name string) string {
+	r := http.Request{Header: h}
+	c, err := r.Cookie(name)
+	if err != nil {
+		return ""
+	}
+	return c.Value
+}
