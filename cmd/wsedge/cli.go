@@ -1,0 +1,61 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os/signal"
+	"strings"
+	"syscall"
+)
+
+const usage = `wsedge: an edge reverse proxy for WebSocket applications
+
+usage:
+  wsedge serve  --config proxy.toml     run the proxy (also: wsedge --config ...)
+  wsedge check  --config proxy.toml     validate a config; exit 1 listing every problem
+  wsedge route  --config proxy.toml KEY print which backend KEY routes to now, and why
+  wsedge demo                           run the proxy on 127.0.0.1:8080 with three echo backends
+  wsedge version                        print the version
+`
+
+// errQuiet is returned by commands that already printed why they failed.
+var errQuiet = errors.New("")
+
+// run is the whole program; main only maps its error to an exit status.
+func run(args []string, stdout, stderr io.Writer) error {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	switch cmd {
+	case "serve":
+		return serve(ctx, args, stderr)
+	case "check":
+		return check(args, stdout, stderr)
+	case "route":
+		return routeCmd(args, stdout, stderr)
+	case "demo":
+		return demo(ctx, args, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, versionString())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q", cmd)
+}
+
+// newFlags returns a flag set that reports errors to stderr instead of
+// exiting.
+func newFlags(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}

@@ -1,0 +1,227 @@
+package config
+
+import (
+	"net/netip"
+	"time"
+)
+
+// File is a decoded proxy.toml: every setting of the binary as a plain typed
+// value, defaults filled in. The field comments give the TOML key and the
+// default. A File is a value: Parse returns a fresh one each time, and nothing
+// in this package keeps a reference to it.
+type File struct {
+	// Path is the file the values came from; "" for the built-in defaults.
+	Path string
+
+	// Listen is where clients connect (listen). Default "127.0.0.1:8080".
+	Listen string
+	// AdminListen serves /metrics, /healthz, /readyz and /debug/
+	// (admin_listen). "" disables it. Default "127.0.0.1:9090".
+	AdminListen string
+	// LogLevel is "debug", "info", "warn" or "error" (log_level). Default "info".
+	LogLevel string
+	// LogFormat is "json" or "console" (log_format). Default "json".
+	LogFormat string
+	// ProxyProtocol accepts PROXY protocol v1/v2 headers, and only from
+	// Affinity.TrustedProxies (proxy_protocol). Default false.
+	ProxyProtocol bool
+	// ShutdownTimeout bounds a graceful shutdown (shutdown_timeout).
+	// Default 30s.
+	ShutdownTimeout time.Duration
+
+	TLS         TLS
+	UpstreamTLS UpstreamTLS
+	Affinity    Affinity
+	Ring        Ring
+	// Upstreams are the static backends ([[upstream]]). Default() lists one,
+	// 127.0.0.1:9001, so the binary runs without a file on one machine; a
+	// file without [[upstream]] has none, because its backends may come from
+	// discovery.
+	Upstreams []Upstream
+	Health    Health
+	Discovery Discovery
+	WebSocket WebSocket
+	Rebalance Rebalance
+	Limits    Limits
+}
+
+// TLS is the [tls] table: the certificate clients see. Both fields are set or
+// neither; neither means plain TCP.
+type TLS struct {
+	Cert string // PEM certificate chain file (cert)
+	Key  string // PEM private key file (key)
+}
+
+// UpstreamTLS is the [upstream_tls] table: how the proxy dials backends.
+type UpstreamTLS struct {
+	// Enabled dials backends with TLS (enabled). Default false.
+	Enabled bool
+	// CAFile verifies backends against these PEM roots instead of the
+	// system's (ca_file). Default "": system roots.
+	CAFile string
+	// ServerName is the name verified in the backend's certificate
+	// (server_name). Default "": the backend's host.
+	ServerName string
+	// InsecureSkipVerify accepts any backend certificate
+	// (insecure_skip_verify). Default false.
+	InsecureSkipVerify bool
+}
+
+// Affinity is the [affinity] table: what makes a client sticky.
+type Affinity struct {
+	// Key is "ip", "cookie" or "header" (key). Default "ip".
+	Key string
+	// Cookie names the proxy's route cookie when Key is "cookie" (cookie).
+	// Default "wsedge_route".
+	Cookie string
+	// Header is hashed when Key is "header" (header). Default "X-Session-ID".
+	Header string
+	// TrustedProxies are the networks whose X-Forwarded-For, Forwarded and
+	// PROXY protocol headers are believed (trusted_proxies). A bare address
+	// in the file becomes a /32 or /128; host bits are cleared. Default none.
+	TrustedProxies []netip.Prefix
+}
+
+// Ring is the [ring] table: the consistent-hash ring.
+type Ring struct {
+	// VNodes is the number of virtual nodes per unit of weight (vnodes),
+	// 1..10000. Default 160.
+	VNodes int
+	// LoadFactor enables bounded loads when greater than 1: no backend takes
+	// more than LoadFactor times the mean of live connections (load_factor).
+	// Default 0: off, so every proxy maps a key to the same backend.
+	LoadFactor float64
+}
+
+// Upstream is one [[upstream]] entry: a static backend.
+type Upstream struct {
+	Address string // host:port (address), required
+	Weight  int    // share of the ring, 1..1000 (weight). Default 1.
+}
+
+// Health is the [health] table: active health checks.
+type Health struct {
+	// Type is "http" (GET Path, 2xx is healthy), "websocket" (an upgrade on
+	// Path and a ping answered by a pong) or "tcp" (connect only) (type).
+	// Default "http".
+	Type string
+	// Path is requested by the http and websocket checks (path). Default
+	// "/healthz".
+	Path string
+	// Interval is the time between checks (interval). Default 2s.
+	Interval time.Duration
+	// Timeout bounds one check and is shorter than Interval (timeout).
+	// Default 1s.
+	Timeout time.Duration
+	// Rise is the number of consecutive passes to enter the ring (rise).
+	// Default 2.
+	Rise int
+	// Fall is the number of consecutive failures to leave it (fall).
+	// Default 3.
+	Fall int
+}
+
+// Discovery is the [discovery] table: memberlist gossip.
+type Discovery struct {
+	// Bind is the gossip address (bind). Default "": discovery is off.
+	Bind string
+	// Name is this node's gossip name (name). Default "": the hostname and
+	// the bind port, so several proxies and agents on one host never collide.
+	Name string
+	// Join lists seed members as host:port (join). Default none.
+	Join []string
+	// SecretFile holds the gossip encryption key (secret_file). Default "":
+	// no encryption.
+	SecretFile string
+}
+
+// WebSocket is the [websocket] table: per-connection behaviour.
+type WebSocket struct {
+	// HandshakeTimeout bounds the upgrade with the client and the backend
+	// (handshake_timeout). Default 5s.
+	HandshakeTimeout time.Duration
+	// PingInterval is how often the proxy pings an idle client
+	// (ping_interval). Zero turns pings off. Default 20s.
+	PingInterval time.Duration
+	// PongTimeout closes a connection whose pong is this late
+	// (pong_timeout). Default 10s.
+	PongTimeout time.Duration
+	// WriteTimeout closes a client that cannot take a write for this long: a
+	// slow consumer (write_timeout). Default 10s.
+	WriteTimeout time.Duration
+	// MaxMessageBytes is the largest message relayed, in bytes
+	// (max_message_bytes), at least 125. Default 1048576 (1MiB).
+	MaxMessageBytes int64
+	// AllowedOrigins lists the Origin values accepted on upgrade, such as
+	// "https://example.com" (allowed_origins). Default none: any origin.
+	AllowedOrigins []string
+}
+
+// Rebalance is the [rebalance] table: what happens to live connections when
+// the ring changes.
+type Rebalance struct {
+	// OnRemove is "close" (close with 1012 so clients reconnect elsewhere) or
+	// "keep" (leave them until they end) for connections of a backend that
+	// left (on_remove). Default "close".
+	OnRemove string
+	// OnAdd is "keep" or "migrate" (move connections whose key now maps to
+	// the new backend) (on_add). Default "keep".
+	OnAdd string
+	// MigrateRate is the most connections per second closed when migrating,
+	// draining or shutting down (migrate_rate). Default 200.
+	MigrateRate int
+}
+
+// Limits is the [limits] table.
+type Limits struct {
+	// MaxConnections caps live client connections (max_connections).
+	// Default 0: no limit.
+	MaxConnections int
+	// MaxConnectionsPerIP caps them per client IP (max_connections_per_ip).
+	// Default 0: no limit.
+	MaxConnectionsPerIP int
+	// MaxHeaderBytes is the largest request head accepted; larger ones get
+	// 431 (max_header_bytes). Default 16384 (16KiB).
+	MaxHeaderBytes int64
+}
+
+// Default returns the built-in configuration, the values SPEC.md documents.
+// Its single upstream, 127.0.0.1:9001, makes `wsedge serve` without a file
+// useful on one machine. Each call returns a new File.
+func Default() *File {
+	return &File{
+		Listen:          "127.0.0.1:8080",
+		AdminListen:     "127.0.0.1:9090",
+		LogLevel:        "info",
+		LogFormat:       "json",
+		ShutdownTimeout: 30 * time.Second,
+		Affinity: Affinity{
+			Key:    "ip",
+			Cookie: "wsedge_route",
+			Header: "X-Session-ID",
+		},
+		Ring:      Ring{VNodes: 160},
+		Upstreams: []Upstream{{Address: "127.0.0.1:9001", Weight: 1}},
+		Health: Health{
+			Type:     "http",
+			Path:     "/healthz",
+			Interval: 2 * time.Second,
+			Timeout:  time.Second,
+			Rise:     2,
+			Fall:     3,
+		},
+		WebSocket: WebSocket{
+			HandshakeTimeout: 5 * time.Second,
+			PingInterval:     20 * time.Second,
+			PongTimeout:      10 * time.Second,
+			WriteTimeout:     10 * time.Second,
+			MaxMessageBytes:  1 << 20,
+		},
+		Rebalance: Rebalance{
+			OnRemove:    "close",
+			OnAdd:       "keep",
+			MigrateRate: 200,
+		},
+		Limits: Limits{MaxHeaderBytes: 16 << 10},
+	}
+}

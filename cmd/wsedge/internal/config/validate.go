@@ -1,0 +1,279 @@
+package config
+
+import (
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Validate checks f against every rule Parse applies after decoding: ranges,
+// enumerations, address formats and the rules that tie keys together. It
+// returns Problems, without line numbers, or nil. Use it after changing a
+// File in code, for example from command-line flags.
+func (f *File) Validate() error {
+	v := validator{file: f.Path}
+	v.check(f)
+	if len(v.probs) == 0 {
+		return nil
+	}
+	sortProblems(v.probs)
+	return v.probs
+}
+
+// validator applies the rules that need a whole decoded File. It reports each
+// problem on the key that is wrong and, when the key came from a file, the
+// line that set it.
+type validator struct {
+	file  string
+	lines map[string]int  // dotted key → line; nil when not from a file
+	bad   map[string]bool // keys already reported while decoding
+	probs Problems
+}
+
+// ok reports whether none of keys, nor a table around them, was rejected
+// while decoding. A rule that read a rejected key would judge the default
+// value left in its place, and blame the user for something they did not
+// write.
+func (v *validator) ok(keys ...string) bool {
+	for _, k := range keys {
+		for ; k != ""; k = parentKey(k) {
+			if v.bad[k] {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// addf records a problem with key. A key the file does not set, such as a
+// required key that is missing, takes the line of the table around it.
+func (v *validator) addf(key, format string, args ...any) {
+	line := 0
+	for k := key; k != ""; k = parentKey(k) {
+		if l, ok := v.lines[k]; ok {
+			line = l
+			break
+		}
+	}
+	v.probs = append(v.probs, Problem{File: v.file, Line: line, Key: key, Msg: fmt.Sprintf(format, args...)})
+}
+
+// parentKey returns the table or array around key: "upstream[2]" for
+// "upstream[2].address", "upstream" for "upstream[2]".
+func parentKey(key string) string {
+	i := strings.LastIndexAny(key, ".[")
+	if i < 0 {
+		return ""
+	}
+	return key[:i]
+}
+
+func (v *validator) check(f *File) {
+	v.top(f)
+	v.tls(f)
+	v.affinity(f)
+	v.ring(f)
+	v.upstreams(f)
+	v.health(f)
+	v.discovery(f)
+	v.websocket(f)
+	v.rebalance(f)
+	v.limits(f)
+}
+
+func (v *validator) top(f *File) {
+	if f.Listen == "" {
+		v.addf("listen", "must not be empty")
+	} else {
+		v.hostPort("listen", f.Listen, true)
+	}
+	if f.AdminListen != "" {
+		v.hostPort("admin_listen", f.AdminListen, true)
+	}
+	v.oneOf("log_level", f.LogLevel, "debug", "info", "warn", "error")
+	v.oneOf("log_format", f.LogFormat, "json", "console")
+	v.positive("shutdown_timeout", f.ShutdownTimeout)
+	if f.ProxyProtocol && len(f.Affinity.TrustedProxies) == 0 && v.ok("affinity.trusted_proxies") {
+		v.addf("proxy_protocol", "needs affinity.trusted_proxies: PROXY headers are accepted only from trusted proxies")
+	}
+}
+
+func (v *validator) tls(f *File) {
+	switch {
+	case f.TLS.Cert != "" && f.TLS.Key == "" && v.ok("tls.key"):
+		v.addf("tls.key", "missing: tls.cert is set, and both are needed")
+	case f.TLS.Key != "" && f.TLS.Cert == "" && v.ok("tls.cert"):
+		v.addf("tls.cert", "missing: tls.key is set, and both are needed")
+	}
+}
+
+func (v *validator) affinity(f *File) {
+	a := f.Affinity
+	v.oneOf("affinity.key", a.Key, "ip", "cookie", "header")
+	// The names are checked whatever the key, so that switching key later
+	// cannot reveal a mistake made long before.
+	if a.Cookie != "" && !isToken(a.Cookie) {
+		v.addf("affinity.cookie", "invalid cookie name %q (want a token: letters, digits and !#$%%&'*+-.^_`|~)", a.Cookie)
+	}
+	if a.Header != "" && !isToken(a.Header) {
+		v.addf("affinity.header", "invalid header name %q (want a token: letters, digits and !#$%%&'*+-.^_`|~)", a.Header)
+	}
+	if a.Key == "cookie" && a.Cookie == "" && v.ok("affinity.cookie") {
+		v.addf("affinity.cookie", "must not be empty when affinity.key is \"cookie\"")
+	}
+	if a.Key == "header" && a.Header == "" && v.ok("affinity.header") {
+		v.addf("affinity.header", "must not be empty when affinity.key is \"header\"")
+	}
+}
+
+func (v *validator) ring(f *File) {
+	v.between("ring.vnodes", f.Ring.VNodes, 1, 10000)
+	// Between 0 and 1 no backend could take its share; infinity and NaN
+	// would switch the bound off while claiming to set it.
+	if lf := f.Ring.LoadFactor; !(lf == 0 || lf > 1 && !math.IsInf(lf, 1)) && v.ok("ring.load_factor") {
+		v.addf("ring.load_factor", "%v out of range (want 0 for off, or greater than 1, e.g. 1.25)", lf)
+	}
+}
+
+func (v *validator) upstreams(f *File) {
+	if len(f.Upstreams) == 0 && f.Discovery.Bind == "" && v.ok("upstream", "discovery.bind") {
+		v.addf("upstream", "no backends: add [[upstream]] or set discovery.bind")
+	}
+	first := make(map[string]int)
+	for i, u := range f.Upstreams {
+		key := indexKey("upstream", i)
+		switch {
+		case u.Address == "" && v.ok(key+".address"):
+			v.addf(key+".address", "missing (want host:port, e.g. \"127.0.0.1:9001\")")
+		case u.Address != "":
+			v.hostPort(key+".address", u.Address, false)
+		}
+		v.between(key+".weight", u.Weight, 1, 1000)
+		// Host names are case-insensitive, so "App1:9001" and "app1:9001"
+		// are one backend listed twice.
+		norm := strings.ToLower(u.Address)
+		if j, dup := first[norm]; dup && u.Address != "" {
+			v.addf(key+".address", "duplicate of upstream[%d].address %q", j, f.Upstreams[j].Address)
+		} else {
+			first[norm] = i
+		}
+	}
+}
+
+func (v *validator) health(f *File) {
+	h := f.Health
+	v.oneOf("health.type", h.Type, "http", "websocket", "tcp")
+	// A tcp check sends no request, so it needs no path; a path given anyway
+	// must still be one.
+	if (h.Type != "tcp" || h.Path != "") && !strings.HasPrefix(h.Path, "/") && v.ok("health.path") {
+		v.addf("health.path", "must start with \"/\", got %q", h.Path)
+	}
+	v.positive("health.interval", h.Interval)
+	v.positive("health.timeout", h.Timeout)
+	if h.Timeout > 0 && h.Timeout >= h.Interval && v.ok("health.timeout", "health.interval") {
+		v.addf("health.timeout", "%v must be shorter than health.interval (%v), or checks would overlap", h.Timeout, h.Interval)
+	}
+	v.atLeast("health.rise", h.Rise, 1)
+	v.atLeast("health.fall", h.Fall, 1)
+}
+
+func (v *validator) discovery(f *File) {
+	d := f.Discovery
+	if d.Bind != "" {
+		v.hostPort("discovery.bind", d.Bind, true)
+	}
+	for i, j := range d.Join {
+		v.hostPort(indexKey("discovery.join", i), j, false)
+	}
+	if d.Bind == "" && len(d.Join) > 0 && v.ok("discovery.bind") {
+		v.addf("discovery.join", "set, but discovery is off: set discovery.bind too")
+	}
+}
+
+func (v *validator) websocket(f *File) {
+	w := f.WebSocket
+	v.positive("websocket.handshake_timeout", w.HandshakeTimeout)
+	v.notNegative("websocket.ping_interval", w.PingInterval)
+	v.notNegative("websocket.pong_timeout", w.PongTimeout)
+	if w.PingInterval > 0 && w.PongTimeout == 0 && v.ok("websocket.ping_interval", "websocket.pong_timeout") {
+		v.addf("websocket.pong_timeout", "must be greater than 0 while websocket.ping_interval is on (%v)", w.PingInterval)
+	}
+	v.positive("websocket.write_timeout", w.WriteTimeout)
+	// 125 bytes is the largest control frame (RFC 6455 section 5.5); a
+	// smaller limit would refuse close frames carrying a reason.
+	if w.MaxMessageBytes < 125 && v.ok("websocket.max_message_bytes") {
+		v.addf("websocket.max_message_bytes", "%d too small (want at least 125, the largest control frame)", w.MaxMessageBytes)
+	}
+	for i, o := range w.AllowedOrigins {
+		if err := checkOrigin(o); err != nil {
+			v.addf(indexKey("websocket.allowed_origins", i), "%v", err)
+		}
+	}
+}
+
+func (v *validator) rebalance(f *File) {
+	v.oneOf("rebalance.on_remove", f.Rebalance.OnRemove, "close", "keep")
+	v.oneOf("rebalance.on_add", f.Rebalance.OnAdd, "keep", "migrate")
+	v.atLeast("rebalance.migrate_rate", f.Rebalance.MigrateRate, 1)
+}
+
+func (v *validator) limits(f *File) {
+	v.atLeast("limits.max_connections", f.Limits.MaxConnections, 0)
+	v.atLeast("limits.max_connections_per_ip", f.Limits.MaxConnectionsPerIP, 0)
+	// An ordinary browser upgrade request, cookies included, runs to
+	// several hundred bytes.
+	if f.Limits.MaxHeaderBytes < 1024 && v.ok("limits.max_header_bytes") {
+		v.addf("limits.max_header_bytes", "%d too small (want at least 1024)", f.Limits.MaxHeaderBytes)
+	}
+}
+
+func (v *validator) hostPort(key, addr string, emptyHost bool) {
+	if !v.ok(key) {
+		return
+	}
+	if err := checkHostPort(addr, emptyHost); err != nil {
+		v.addf(key, "%v", err)
+	}
+}
+
+func (v *validator) oneOf(key, got string, allowed ...string) {
+	for _, a := range allowed {
+		if got == a {
+			return
+		}
+	}
+	if !v.ok(key) {
+		return
+	}
+	quoted := make([]string, len(allowed))
+	for i, a := range allowed {
+		quoted[i] = fmt.Sprintf("%q", a)
+	}
+	list := strings.Join(quoted[:len(quoted)-1], ", ") + " or " + quoted[len(quoted)-1]
+	v.addf(key, "unknown value %q (want %s)", got, list)
+}
+
+func (v *validator) between(key string, got, lo, hi int) {
+	if (got < lo || got > hi) && v.ok(key) {
+		v.addf(key, "%d out of range (want %d..%d)", got, lo, hi)
+	}
+}
+
+func (v *validator) atLeast(key string, got, lo int) {
+	if got < lo && v.ok(key) {
+		v.addf(key, "%d out of range (want at least %d)", got, lo)
+	}
+}
+
+func (v *validator) positive(key string, got time.Duration) {
+	if got <= 0 && v.ok(key) {
+		v.addf(key, "%v out of range (want greater than 0)", got)
+	}
+}
+
+func (v *validator) notNegative(key string, got time.Duration) {
+	if got < 0 && v.ok(key) {
+		v.addf(key, "%v out of range (want 0 or more)", got)
+	}
+}

@@ -1,0 +1,160 @@
+package proxy
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/netip"
+	"time"
+
+	"github.com/wsedge/wsedge/affinity"
+)
+
+// RingMember is one backend as /debug/ring shows it.
+type RingMember struct {
+	Addr   string  `json:"addr"`
+	Weight int     `json:"weight"`
+	State  string  `json:"state"`
+	Share  float64 `json:"share"` // fraction of the hash space it owns
+	Live   int     `json:"live"`  // live WebSocket connections through this proxy
+}
+
+// RingStatus is the ring as /debug/ring shows it.
+type RingStatus struct {
+	Version uint64       `json:"version"`
+	VNodes  int          `json:"vnodes"`
+	Members []RingMember `json:"members"`
+}
+
+// Explanation says where a key routes and why, for /debug/ring?key= and
+// `wsedge route`.
+type Explanation struct {
+	Key     string `json:"key"`
+	By      string `json:"by"`   // how the key was read: ip, header, cookie
+	Hash    string `json:"hash"` // the key's position on the ring
+	Backend string `json:"backend"`
+	Why     string `json:"why"`
+}
+
+// Ring returns the current ring and each backend's live connections.
+func (s *Server) Ring() RingStatus {
+	t := s.router.table()
+	counts := s.reg.counts()
+	st := RingStatus{Version: t.snapshot.Version, VNodes: t.cfg.VNodes, Members: []RingMember{}}
+	for i := range t.ring.Len() {
+		m := t.ring.Member(i)
+		st.Members = append(st.Members, RingMember{
+			Addr: m.Addr, Weight: m.Weight, State: "alive", Share: t.ring.Share(i), Live: counts[m.Addr],
+		})
+	}
+	return st
+}
+
+// Explain routes key as the current table would: a route token in cookie
+// mode, a header value in header mode, and a client IP otherwise.
+func (s *Server) Explain(key string) (Explanation, error) {
+	return Explain(s.router.table().cfg, s.router.table().ring, key)
+}
+
+// Explain routes key over ring under cfg; see Server.Explain.
+func Explain(cfg Config, ring *affinity.Ring, key string) (Explanation, error) {
+	cfg = cfg.withDefaults()
+	ex := Explanation{Key: key}
+	if ring.Len() == 0 {
+		return ex, ErrNoBackend
+	}
+	if cfg.Key == KeyCookie {
+		if i, ok := ring.ByToken(key); ok {
+			ex.By, ex.Backend = "cookie", ring.Member(i).Addr
+			ex.Why = "route token names " + ex.Backend + ", which is in the ring"
+			return ex, nil
+		}
+	}
+	var h uint64
+	switch addr, err := netip.ParseAddr(key); {
+	case cfg.Key == KeyHeader:
+		ex.By, h = "header", affinity.HashString(key)
+	case err == nil:
+		ex.By, h = "ip", affinity.HashAddr(addr.Unmap())
+	default:
+		return ex, fmt.Errorf("key %q is not an IP address (affinity key is ip)", key)
+	}
+	i := ring.Lookup(h)
+	ex.Hash = fmt.Sprintf("%016x", h)
+	ex.Backend = ring.Member(i).Addr
+	ex.Why = fmt.Sprintf("%s key hashes to %s; the next point clockwise belongs to %s, which owns %.1f%% of the ring of %d backends",
+		ex.By, ex.Hash, ex.Backend, 100*ring.Share(i), ring.Len())
+	return ex, nil
+}
+
+// SessionInfo is one live connection as /debug/connections shows it.
+type SessionInfo struct {
+	ID       uint64    `json:"id"`
+	Client   string    `json:"client"`
+	Backend  string    `json:"backend"`
+	Started  time.Time `json:"started"`
+	Age      string    `json:"age"`
+	BytesIn  int64     `json:"bytes_in"`
+	BytesOut int64     `json:"bytes_out"`
+	LastPong time.Time `json:"last_pong,omitzero"`
+}
+
+// Connections lists the live connections of backend, or of all backends.
+func (s *Server) Connections(backend string) []SessionInfo {
+	out := []SessionInfo{}
+	for _, sess := range s.reg.sessions(backend) {
+		info := SessionInfo{
+			ID: sess.id, Client: sess.rt.client.String(), Backend: sess.rt.backend,
+			Started: sess.started, Age: time.Since(sess.started).Round(time.Millisecond).String(),
+			BytesIn: sess.bytesUp.Load(), BytesOut: sess.bytesDown.Load(),
+		}
+		if p := sess.lastPong.Load(); p != 0 {
+			info.LastPong = time.Unix(0, p)
+		}
+		out = append(out, info)
+	}
+	return out
+}
+
+// Ready reports whether the proxy can route: its ring has a member.
+func (s *Server) Ready() bool { return s.router.table().ring.Len() > 0 }
+
+// AdminHandler serves the proxy's own admin endpoints: /healthz, /readyz,
+// /debug/ring (with ?key=K to explain one route) and /debug/connections
+// (with ?backend=B).
+func (s *Server) AdminHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !s.Ready() {
+			http.Error(w, "not ready: no backend in the ring", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	mux.HandleFunc("GET /debug/ring", func(w http.ResponseWriter, r *http.Request) {
+		if key := r.URL.Query().Get("key"); key != "" {
+			ex, err := s.Explain(key)
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			writeJSON(w, ex)
+			return
+		}
+		writeJSON(w, s.Ring())
+	})
+	mux.HandleFunc("GET /debug/connections", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, s.Connections(r.URL.Query().Get("backend")))
+	})
+	return mux
+}
+
+func writeJSON(w http.ResponseWriter, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
