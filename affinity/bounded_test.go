@@ -155,7 +155,7 @@ func TestBoundedLimit(t *testing.T) {
 // handful of hot client IPs (offices behind NAT). Without bounds the owner
 // of the hottest key is swamped; with load_factor 1.25 no backend exceeds
 // 1.25 × the mean. Measured with 20,000 connections on 10 backends:
-// unbounded max/mean 3.64, bounded 1.25.
+// unbounded max/mean 2.93, bounded 1.25.
 func TestBoundedLoadsCapHotKeys(t *testing.T) {
 	const (
 		conns  = 20_000

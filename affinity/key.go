@@ -87,8 +87,7 @@ func normalizeAddr(a netip.Addr) netip.Addr {
 // xForwardedFor and forwarded are every line of the X-Forwarded-For and
 // Forwarded (RFC 7239) headers, in the order received. The result is
 // normalized (IPv4-mapped becomes IPv4, no zone) so it can also serve as a
-// map key for per-IP limits. It allocates nothing except for zoned
-// addresses.
+// map key for per-IP limits. It allocates nothing.
 //
 // When peer is not trusted the headers are ignored and peer is returned:
 // a client connecting directly can never choose its own key. When peer is
@@ -135,7 +134,9 @@ func (t TrustedProxies) ClientIP(peer netip.Addr, xForwardedFor, forwarded []str
 // hop that is untrusted or bad: an untrusted hop is the client itself; a
 // bad hop hands the answer to the hop right of it (peer if none). Hops left
 // of that one never matter, and scanning forward, each untrusted or bad hop
-// simply overrides what came before it.
+// simply overrides what came before it. The price is parsing hops the
+// right-to-left walk would never reach: linear in the header's length,
+// which the proxy's header size limit bounds.
 type hopWalk struct {
 	client  netip.Addr
 	found   bool // client is the answer if the chain ended here

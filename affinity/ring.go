@@ -10,9 +10,10 @@ import (
 
 // DefaultVNodes is the number of points a member of weight 1 gets when
 // NewRing is given vnodes <= 0. With 160 points per member the busiest of
-// ten equal members carries about 10% more keys than the mean (see
-// TestRingBalance); the ring stays small enough (1,600 points, 19 KiB for
-// ten members) to sit in cache. It matches nginx's and Ketama's choice.
+// ten equal members carries about 11% more keys than the mean (see
+// TestRingBalance), while the ring stays small enough to sit in cache
+// (1,600 points of 16 bytes for ten members). nginx's consistent hash and
+// Ketama use the same number.
 const DefaultVNodes = 160
 
 // Member is one backend on the ring. Addr ("host:port") is its identity.
@@ -52,7 +53,9 @@ type Ring struct {
 // keeping the largest weight. The order of members does not matter: any
 // permutation gives an identical ring, which is what lets every proxy of a
 // cluster route a key to the same backend. Members with an empty Addr are
-// ignored, since they could never be dialled.
+// ignored, since they could never be dialled. The ring holds vnodes × the
+// sum of weights points of 16 bytes each, so weights are meant to be small
+// integers (1 to 100), as configuration validation should ensure.
 func NewRing(members []Member, vnodes int) *Ring {
 	if vnodes <= 0 {
 		vnodes = DefaultVNodes

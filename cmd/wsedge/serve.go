@@ -93,6 +93,7 @@ func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemo
 	d := &daemon{log: log, level: level, path: f.Path, cur: f, cancel: cancel}
 	d.set = upstream.NewSet(staticBackends(f))
 	d.srv = proxy.New(pc, d.set, log)
+	adminAddr := ""
 	if f.AdminListen != "" {
 		aln, err := net.Listen("tcp", f.AdminListen)
 		if err != nil {
@@ -100,6 +101,7 @@ func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemo
 			cancel()
 			return nil, fmt.Errorf("admin listen: %w", err)
 		}
+		adminAddr = aln.Addr().String()
 		d.admin = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
 		d.wg.Go(func() { d.admin.Serve(aln) })
 	}
@@ -109,7 +111,7 @@ func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemo
 			log.Error("serve stopped", zap.Error(err))
 		}
 	})
-	log.Info("listening", zap.String("listen", ln.Addr().String()), zap.String("admin", f.AdminListen),
+	log.Info("listening", zap.String("listen", ln.Addr().String()), zap.String("admin", adminAddr),
 		zap.Int("backends", len(f.Upstreams)))
 	return d, nil
 }

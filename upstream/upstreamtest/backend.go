@@ -20,9 +20,10 @@ import (
 // and every goroutine serving them; Close ends them all and waits.
 type Backend struct {
 	// Name is what the backend answers to "whoami", sends as X-Backend and
-	// serves as its plain HTTP body.
+	// serves as its plain HTTP body. Read it; do not change it.
 	Name string
-	// Addr is the host:port the backend listens on.
+	// Addr is the host:port the backend listens on. Read it; do not change
+	// it.
 	Addr string
 
 	opts     options
@@ -96,6 +97,9 @@ func New(opts ...Option) (*Backend, error) {
 	o := options{addr: "127.0.0.1:0"}
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if o.refuse && (o.refuseStatus < 200 || o.refuseStatus > 599) {
+		return nil, fmt.Errorf("upstreamtest: refusal status %d: want 200-599", o.refuseStatus)
 	}
 	ln, err := net.Listen("tcp", o.addr)
 	if err != nil {

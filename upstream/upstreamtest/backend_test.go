@@ -97,10 +97,7 @@ func waitConns(t *testing.T, b *Backend, n int) {
 }
 
 func TestEcho(t *testing.T) {
-	big := make([]byte, 16<<20)
-	for i := range big {
-		big[i] = byte(rand.Uint32())
-	}
+	big := randomBytes(16 << 20)
 	tests := []struct {
 		name     string
 		giveOp   int
@@ -230,20 +227,21 @@ func TestCloseIsEchoed(t *testing.T) {
 
 func TestSubprotocol(t *testing.T) {
 	tests := []struct {
-		name   string
-		server []string
-		offer  []string
-		want   string
+		name  string
+		opts  []Option
+		offer []string
+		want  string
 	}{
-		{"client's first choice wins", []string{"v1", "v2"}, []string{"v2", "v1"}, "v2"},
-		{"first supported", []string{"v1", "v2"}, []string{"v3", "v1"}, "v1"},
-		{"none supported", []string{"v1"}, []string{"v3"}, ""},
+		{"client's first choice wins", []Option{WithSubprotocols("v1", "v2")}, []string{"v2", "v1"}, "v2"},
+		{"first supported", []Option{WithSubprotocols("v1", "v2")}, []string{"v3", "v1"}, "v1"},
+		{"none supported", []Option{WithSubprotocols("v1")}, []string{"v3"}, ""},
 		{"server has none", nil, []string{"v1"}, ""},
-		{"client offers none", []string{"v1"}, nil, ""},
+		{"client offers none", []Option{WithSubprotocols("v1")}, nil, ""},
+		{"forced by header", []Option{WithResponseHeader("Sec-WebSocket-Protocol", "rogue")}, []string{"v1"}, "rogue"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			b := Start(t, WithSubprotocols(tt.server...))
+			b := Start(t, tt.opts...)
 			c, _ := dial(t, b, "/", websocket.Dialer{Subprotocols: tt.offer})
 			if got := c.Subprotocol(); got != tt.want {
 				t.Errorf("subprotocol = %q, want %q", got, tt.want)
@@ -363,6 +361,7 @@ func TestSilent(t *testing.T) {
 	c := dialRaw(t, b, ws.Dialer{})
 	c.send(t, ws.NewTextFrame([]byte("whoami")))
 	c.send(t, ws.NewPingFrame([]byte("ping")))
+	c.send(t, ws.NewFrame(0x3, true, []byte("reserved opcode"))) // a protocol error, unanswered too
 	c.send(t, ws.NewCloseFrame(ws.NewCloseFrameBody(ws.StatusNormalClosure, "")))
 	_ = c.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
 	n, err := c.r.Read(make([]byte, 1))
@@ -625,10 +624,7 @@ func TestEchoStreams(t *testing.T) {
 
 func TestEchoLargeBody(t *testing.T) {
 	b := Start(t)
-	body := make([]byte, 4<<20)
-	for i := range body {
-		body[i] = byte(rand.Uint32())
-	}
+	body := randomBytes(4 << 20)
 	resp, err := httpClient(t).Post(b.URL()+"/echo", "application/x-test", bytes.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
@@ -712,6 +708,15 @@ func TestCloseEndsEverything(t *testing.T) {
 	}
 }
 
+func TestNewRejectsBadRefusal(t *testing.T) {
+	for _, status := range []int{0, http.StatusSwitchingProtocols, 600} {
+		if b, err := New(WithRefuse(status, "")); err == nil {
+			b.Close()
+			t.Errorf("New(WithRefuse(%d)) succeeded, want an error", status)
+		}
+	}
+}
+
 func TestDefaultName(t *testing.T) {
 	b := Start(t)
 	_, port, _ := net.SplitHostPort(b.Addr)
@@ -727,6 +732,13 @@ func TestWaitConnsGivesUp(t *testing.T) {
 	if err := b.WaitConns(ctx, 1); !errors.Is(err, context.DeadlineExceeded) {
 		t.Errorf("WaitConns = %v, want deadline exceeded", err)
 	}
+}
+
+// randomBytes returns n bytes no compressor or lucky offset can fake.
+func randomBytes(n int) []byte {
+	p := make([]byte, n)
+	_, _ = rand.NewChaCha8([32]byte{1}).Read(p)
+	return p
 }
 
 func goErr(f func() error) <-chan error {

@@ -61,7 +61,7 @@ func WithCompression() Option {
 }
 
 // WithRefuse makes the backend refuse every WebSocket upgrade with status
-// and body. Plain HTTP requests are still served, and refused handshakes are
+// (200-599; New fails otherwise) and body. Plain HTTP requests are still served, and refused handshakes are
 // still recorded.
 func WithRefuse(status int, body string) Option {
 	return func(o *options) {
@@ -86,16 +86,20 @@ func WithNeverRead() Option {
 }
 
 // WithSilent makes the backend accept upgrades, read and discard every
-// frame, and never send a byte: no echo, no pong, no close reply. Messages
-// still counts the messages it read. The connection ends when the peer
-// closes it, or on Close or Kill.
+// frame, and never send a byte: no echo, no pong, no close reply, not even
+// a protocol error. Messages still counts the messages it read. The
+// connection ends when the peer closes it, on Close or Kill, or 2s
+// after CloseAll.
 func WithSilent() Option {
 	return func(o *options) { o.mode = modeSilent }
 }
 
 // WithResponseHeader adds a header to every response: the 101 of an upgrade,
 // a refusal and every plain HTTP response (for example a Set-Cookie). Calls
-// accumulate. Sec-WebSocket-Extensions cannot be set this way.
+// accumulate. Sec-WebSocket-Extensions is left off the 101 (WithCompression
+// negotiates it). Sec-WebSocket-Protocol, without WithSubprotocols, forces
+// that subprotocol on every 101 whatever the client offered, as a broken
+// backend would.
 func WithResponseHeader(k, v string) Option {
 	return func(o *options) {
 		if o.header == nil {

@@ -1,10 +1,12 @@
 package upstreamtest
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -65,8 +67,8 @@ func (b *Backend) WaitConns(ctx context.Context, n int) error {
 
 // CloseAll sends a close frame with code and reason on every live WebSocket
 // connection, as an app server shutting down does, and returns once the
-// frames are written (or could not be within closeWait). The backend then
-// waits up to closeWait for each peer's close before it closes the TCP
+// frames are written (or could not be within 2s). The backend then
+// waits up to 2s for each peer's close before it closes the TCP
 // connection. The code is sent as given, even one RFC 6455 forbids on the
 // wire (1005 becomes an empty close frame); a reason longer than 123 bytes
 // is cut. A backend made WithNeverRead keeps its connections open after
@@ -126,7 +128,7 @@ func (b *Backend) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if b.opts.refuse {
-		b.refuse(w)
+		b.refuse(w, r)
 		return
 	}
 	header := b.upgradeHeader(r)
@@ -151,16 +153,17 @@ func (b *Backend) serveUpgrade(w http.ResponseWriter, r *http.Request) {
 	case modeNeverRead:
 		<-b.ctx.Done()
 	case modeSilent:
-		b.discard(c)
+		b.discard(c.NetConn())
 	default:
 		b.echo(c)
 	}
 }
 
 // refuse answers an upgrade request with the configured status and body.
-func (b *Backend) refuse(w http.ResponseWriter) {
+func (b *Backend) refuse(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	b.addHeaders(h)
+	seenHeaders(h, r)
 	h.Set("Content-Type", "text/plain; charset=utf-8")
 	w.WriteHeader(b.opts.refuseStatus)
 	_, _ = io.WriteString(w, b.opts.refuseBody)
@@ -172,6 +175,9 @@ func (b *Backend) upgradeHeader(r *http.Request) http.Header {
 	h := make(http.Header)
 	b.addHeaders(h)
 	seenHeaders(h, r)
+	// The upgrader negotiates extensions itself and refuses to upgrade
+	// when handed this header.
+	h.Del("Sec-WebSocket-Extensions")
 	if p := b.subprotocol(r); p != "" {
 		h.Set("Sec-WebSocket-Protocol", p)
 	}
@@ -304,21 +310,29 @@ func (b *Backend) echoMessage(c *websocket.Conn, op int, r io.Reader) error {
 	return w.Close()
 }
 
-// discard reads and drops every frame, answering nothing.
-func (b *Backend) discard(c *websocket.Conn) {
-	c.SetPingHandler(func(string) error { return nil })
-	c.SetCloseHandler(func(int, string) error { return nil })
+// discard reads and drops every frame, answering nothing, not even a
+// protocol error: it parses frames itself on the raw connection because
+// the upgrader would answer bad input with a close frame. The upgrader has
+// read nothing past the handshake, so the raw connection is where the
+// frames start.
+func (b *Backend) discard(conn net.Conn) {
+	r := bufio.NewReader(conn)
 	for {
-		_, r, err := c.NextReader()
+		h, err := ws.ReadHeader(r)
 		if err != nil {
 			break
 		}
-		if _, err := io.Copy(io.Discard, r); err != nil {
+		if _, err := io.CopyN(io.Discard, r, h.Length); err != nil {
 			break
 		}
-		b.messages.Add(1)
+		// Reserved opcodes are not data (RFC 6455 5.2), though gobwas's
+		// IsData says so.
+		data := h.OpCode == ws.OpText || h.OpCode == ws.OpBinary || h.OpCode == ws.OpContinuation
+		if h.Fin && data { // the last frame of a message
+			b.messages.Add(1)
+		}
 	}
-	// After a close frame the upgrader reads no more; go on draining, as a
+	// Past a bad frame there are no frames to find; go on draining, as a
 	// hung app server would, until the peer hangs up.
-	_, _ = io.Copy(io.Discard, c.NetConn())
+	_, _ = io.Copy(io.Discard, r)
 }

@@ -7,8 +7,8 @@ import (
 
 // File is a decoded proxy.toml: every setting of the binary as a plain typed
 // value, defaults filled in. The field comments give the TOML key and the
-// default. A File is a value: Parse returns a fresh one each time, and nothing
-// in this package keeps a reference to it.
+// default. Parse returns a fresh File each time and keeps no reference to
+// it, so it is safe to share for reading once built.
 type File struct {
 	// Path is the file the values came from; "" for the built-in defaults.
 	Path string

@@ -208,7 +208,7 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "port out of range",
 			give: "admin_listen = \"127.0.0.1:65536\"\n",
-			want: []string{`p.toml:1: admin_listen: invalid port "65536" in "127.0.0.1:65536" (want 1..65535)`},
+			want: []string{`p.toml:1: admin_listen: invalid port "65536" in "127.0.0.1:65536" (want 0..65535)`},
 		},
 		{
 			name: "admin listener off",
@@ -366,6 +366,16 @@ func TestParseProblems(t *testing.T) {
 			name: "key defined twice",
 			give: "log_level = \"info\"\nlog_level = \"debug\"\n",
 			want: []string{`p.toml:2:1: log_level: toml: key log_level is already defined`},
+		},
+		{
+			name: "key defined twice in a table",
+			give: "[ring]\nvnodes = 0\nvnodes = 160\n",
+			want: []string{`p.toml:3:1: ring.vnodes: toml: key vnodes is already defined`},
+		},
+		{
+			name: "table defined twice",
+			give: "[ring]\nvnodes = 1\n[ring]\nload_factor = 2\n",
+			want: []string{`p.toml:3:2: ring: toml: table ring already exists`},
 		},
 		{
 			name: "syntax error keeps earlier problems",

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -18,6 +19,8 @@ import (
 // It reads go-toml's unstable AST rather than decoding into structs because
 // the AST gives the position of every key, inside tables, inline tables and
 // arrays of tables alike, and never stops at the first unknown key.
+//
+// A decoder reads one document once, on one goroutine.
 type decoder struct {
 	file       string
 	root       []field
@@ -224,6 +227,22 @@ func (d *decoder) mark(key string, line int) {
 // inline tables.
 func (d *decoder) line(n *unstable.Node) int {
 	return sort.SearchInts(d.lineStarts, int(n.Raw.Offset)+1)
+}
+
+// errorLine returns the line of a parser error, or 1 when it has no
+// position in the document.
+func (d *decoder) errorLine(err error) int {
+	var perr *unstable.ParserError
+	if !errors.As(err, &perr) {
+		return 1
+	}
+	data := d.p.Data()
+	// The highlight is a subslice of the document; its capacity says where.
+	off := cap(data) - cap(perr.Highlight)
+	if off < 0 || off > len(data) {
+		return 1
+	}
+	return sort.SearchInts(d.lineStarts, off+1)
 }
 
 // lineOr returns the line of n, or fallback for nodes the parser gives no

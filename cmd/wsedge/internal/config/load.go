@@ -41,30 +41,16 @@ func Parse(name string, data []byte) (*File, error) {
 	f.Upstreams = nil
 
 	d := newDecoder(name, data, schema(f))
-	tomlProb := checkTOML(name, data)
 	walkErr := d.walk()
-	if tomlProb != nil {
-		// go-toml names the key relative to its table; the walk saw the
-		// same line and knows the full name.
-		if k, ok := d.keyAt[tomlProb.Line]; ok && (k == tomlProb.Key || strings.HasSuffix(k, "."+tomlProb.Key)) {
-			tomlProb.Key = k
-		}
-	}
-
 	probs := d.probs
-	if tomlProb != nil {
-		// The TOML error says it better than whatever the schema walk made
-		// of the same line.
-		probs = probs[:0]
-		for _, p := range d.probs {
-			if p.Line != tomlProb.Line {
-				probs = append(probs, p)
-			}
-		}
-		probs = append(probs, *tomlProb)
-	} else if walkErr != nil {
-		probs = append(probs, Problem{File: name, Line: 1, Msg: "toml: " + walkErr.Error()})
-	} else {
+	switch tomlProb := checkTOML(name, data); {
+	case tomlProb != nil:
+		probs = withTOMLProblem(d, *tomlProb)
+	case walkErr != nil:
+		// Unreachable while go-toml's decoder is at least as strict as its
+		// parser; kept so that a disagreement cannot pass as success.
+		probs = append(probs, Problem{File: name, Line: d.errorLine(walkErr), Msg: "toml: " + walkErr.Error()})
+	default:
 		v := validator{file: name, lines: d.lines, bad: d.bad, probs: probs}
 		v.check(f)
 		probs = v.probs
@@ -74,6 +60,24 @@ func Parse(name string, data []byte) (*File, error) {
 		return nil, probs
 	}
 	return f, nil
+}
+
+// withTOMLProblem adds the TOML error p to what the schema walk found.
+func withTOMLProblem(d *decoder, p Problem) Problems {
+	// go-toml names the key relative to its table; the walk saw the same
+	// line and knows the full name.
+	if k, ok := d.keyAt[p.Line]; ok && (k == p.Key || strings.HasSuffix(k, "."+p.Key)) {
+		p.Key = k
+	}
+	// The TOML error says it better than whatever the walk made of the
+	// same line.
+	var probs Problems
+	for _, q := range d.probs {
+		if q.Line != p.Line {
+			probs = append(probs, q)
+		}
+	}
+	return append(probs, p)
 }
 
 // checkTOML decodes data generically to catch what makes it invalid TOML.

@@ -206,6 +206,11 @@ func lookup(fields []field, name string) (field, bool) {
 func suggest(root, fields []field, name string) string {
 	best, bestDist := "", max(2, len(name)/3)+1
 	for _, fd := range fields {
+		// The lengths alone bound the distance from below; skipping on
+		// them keeps a file full of junk keys cheap to report.
+		if abs(len(name)-len(fd.name)) >= bestDist {
+			continue
+		}
 		if dist := editDistance(name, fd.name); dist < bestDist {
 			best, bestDist = fd.name, dist
 		}
@@ -225,6 +230,13 @@ func suggest(root, fields []field, name string) string {
 		return found[0]
 	}
 	return ""
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
 }
 
 // editDistance is the Levenshtein distance between a and b, in bytes.

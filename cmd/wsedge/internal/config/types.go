@@ -69,19 +69,23 @@ func parsePrefix(s string) (netip.Prefix, error) {
 }
 
 // checkHostPort checks a host:port address. The port is a number, 1..65535;
-// the host is an IP address (IPv6 in brackets) or a DNS name, and may be
-// empty, meaning every local address, only when emptyHost is set, as for
-// listeners.
-func checkHostPort(s string, emptyHost bool) error {
+// the host is an IP address (IPv6 in brackets) or a DNS name. For a
+// listener the host may be empty, meaning every local address, and the port
+// may be 0, meaning any free port (the proxy logs the one it got).
+func checkHostPort(s string, listener bool) error {
 	host, port, err := net.SplitHostPort(s)
 	if err != nil {
 		return fmt.Errorf("invalid address %q (want host:port, e.g. \"127.0.0.1:9001\")", s)
 	}
-	if n, err := strconv.Atoi(port); err != nil || strings.Trim(port, "0123456789") != "" || n < 1 || n > 65535 {
-		return fmt.Errorf("invalid port %q in %q (want 1..65535)", port, s)
+	lowest := 1
+	if listener {
+		lowest = 0
+	}
+	if n, err := strconv.Atoi(port); err != nil || strings.Trim(port, "0123456789") != "" || n < lowest || n > 65535 {
+		return fmt.Errorf("invalid port %q in %q (want %d..65535)", port, s, lowest)
 	}
 	if host == "" {
-		if emptyHost {
+		if listener {
 			return nil
 		}
 		return fmt.Errorf("missing host in %q (want host:port, e.g. \"127.0.0.1:9001\")", s)

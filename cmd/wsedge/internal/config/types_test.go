@@ -44,7 +44,7 @@ func TestParseSize(t *testing.T) {
 func TestCheckHostPort(t *testing.T) {
 	tests := []struct {
 		give      string
-		emptyHost bool
+		listener bool
 		wantErr   string
 	}{
 		{give: "127.0.0.1:9001"},
@@ -53,11 +53,13 @@ func TestCheckHostPort(t *testing.T) {
 		{give: "app-1.internal:443"},
 		{give: "app_1:8080"},
 		{give: "localhost.:80"},
-		{give: ":8080", emptyHost: true},
+		{give: ":8080", listener: true},
 		{give: ":8080", wantErr: `missing host in ":8080" (want host:port, e.g. "127.0.0.1:9001")`},
 		{give: "127.0.0.1", wantErr: `invalid address "127.0.0.1" (want host:port, e.g. "127.0.0.1:9001")`},
 		{give: "::1:80", wantErr: `invalid address "::1:80" (want host:port, e.g. "127.0.0.1:9001")`},
 		{give: "127.0.0.1:0", wantErr: `invalid port "0" in "127.0.0.1:0" (want 1..65535)`},
+		{give: "127.0.0.1:0", listener: true},
+		{give: "127.0.0.1:-1", listener: true, wantErr: `invalid port "-1" in "127.0.0.1:-1" (want 0..65535)`},
 		{give: "127.0.0.1:65536", wantErr: `invalid port "65536" in "127.0.0.1:65536" (want 1..65535)`},
 		{give: "127.0.0.1:+80", wantErr: `invalid port "+80" in "127.0.0.1:+80" (want 1..65535)`},
 		{give: "127.0.0.1:", wantErr: `invalid port "" in "127.0.0.1:" (want 1..65535)`},
@@ -68,13 +70,13 @@ func TestCheckHostPort(t *testing.T) {
 		{give: "http://app:80", wantErr: `invalid address "http://app:80" (want host:port, e.g. "127.0.0.1:9001")`},
 	}
 	for _, tt := range tests {
-		err := checkHostPort(tt.give, tt.emptyHost)
+		err := checkHostPort(tt.give, tt.listener)
 		got := ""
 		if err != nil {
 			got = err.Error()
 		}
 		if got != tt.wantErr {
-			t.Errorf("checkHostPort(%q, %v) = %q, want %q", tt.give, tt.emptyHost, got, tt.wantErr)
+			t.Errorf("checkHostPort(%q, %v) = %q, want %q", tt.give, tt.listener, got, tt.wantErr)
 		}
 	}
 }

@@ -228,11 +228,11 @@ func (v *validator) limits(f *File) {
 	}
 }
 
-func (v *validator) hostPort(key, addr string, emptyHost bool) {
+func (v *validator) hostPort(key, addr string, listener bool) {
 	if !v.ok(key) {
 		return
 	}
-	if err := checkHostPort(addr, emptyHost); err != nil {
+	if err := checkHostPort(addr, listener); err != nil {
 		v.addf(key, "%v", err)
 	}
 }
