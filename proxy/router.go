@@ -82,8 +82,8 @@ type route struct {
 	// trustedPeer: the peer is a trusted proxy, so its forwarding headers
 	// are extended rather than replaced.
 	trustedPeer bool
-	key     uint64     // the hash the ring was asked about
-	by      string     // what decided: "ip", "cookie", "header", or "ip" as a fallback
+	key         uint64 // the hash the ring was asked about
+	by          string // what decided: "ip", "cookie", "header", or "ip" as a fallback
 	// pinned: a valid route cookie named the backend; the key does not decide.
 	pinned bool
 	// setCookie is a route token to hand the client; empty when it has a

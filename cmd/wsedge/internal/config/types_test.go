@@ -43,9 +43,9 @@ func TestParseSize(t *testing.T) {
 
 func TestCheckHostPort(t *testing.T) {
 	tests := []struct {
-		give      string
+		give     string
 		listener bool
-		wantErr   string
+		wantErr  string
 	}{
 		{give: "127.0.0.1:9001"},
 		{give: "[::1]:9001"},
