@@ -70,5 +70,9 @@ func newTransport(cfg Config) *http.Transport {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, rt route) {
+	// A backend may answer while the request body is still coming (a
+	// streaming echo, an upload with progress); HTTP/1 allows it, net/http
+	// only when asked.
+	http.NewResponseController(w).EnableFullDuplex()
 	s.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
 }
