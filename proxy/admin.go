@@ -102,13 +102,15 @@ type SessionInfo struct {
 // Connections lists the live connections of backend, or of all backends.
 func (s *Server) Connections(backend string) []SessionInfo {
 	out := []SessionInfo{}
-	for _, sess := range s.reg.sessions(backend) {
+	for _, lc := range s.reg.sessions(backend) {
+		c := lc.relay()
+		started := time.Unix(0, c.started)
 		info := SessionInfo{
-			ID: sess.id, Client: sess.rt.client.String(), Backend: sess.rt.backend,
-			Started: sess.started, Age: time.Since(sess.started).Round(time.Millisecond).String(),
-			BytesIn: sess.bytesUp.Load(), BytesOut: sess.bytesDown.Load(),
+			ID: c.id, Client: c.rt.client.String(), Backend: c.rt.backend,
+			Started: started, Age: time.Since(started).Round(time.Millisecond).String(),
+			BytesIn: c.bytesUp.Load(), BytesOut: c.bytesDown.Load(),
 		}
-		if p := sess.lastPong.Load(); p != 0 {
+		if p := c.lastPong.Load(); p != 0 {
 			info.LastPong = time.Unix(0, p)
 		}
 		out = append(out, info)

@@ -61,11 +61,14 @@ type framer struct {
 
 	// The frame whose payload is passing now.
 	remaining int64 // payload bytes still to come
-	control   bool  // it is a control frame, being gathered into ctrl
+	control   bool  // it is a control frame split across reads, being gathered into ctrl
 
-	ctrl    [maxControlFrameSize]byte
+	// ctrl gathers a control frame split across reads; allocated the first
+	// time that happens, as most connections never see one split.
+	ctrl    *[maxControlFrameSize]byte
 	ctrlLen uint8
-	ctrlHdr uint8 // header length within ctrl
+	frame   []byte // the control frame last handed out, in ctrl or in the caller's input
+	ctrlHdr uint8  // header length within frame
 
 	inMessage bool  // a fragmented data message is open: only continuations may follow
 	msgBytes  int64 // payload bytes of the open message so far
@@ -74,7 +77,15 @@ type framer struct {
 }
 
 func newFramer(masked bool, extensions bool, maxMessage int64) *framer {
-	f := &framer{masked: masked, maxMessage: maxMessage}
+	f := makeFramer(masked, extensions, maxMessage)
+	return &f
+}
+
+// makeFramer returns a framer for frames that must (client to backend) or
+// must not be masked, with the RSV bits of negotiated extensions allowed,
+// and a message size limit (0 for none).
+func makeFramer(masked bool, extensions bool, maxMessage int64) framer {
+	f := framer{masked: masked, maxMessage: maxMessage}
 	if extensions {
 		// Extensions give meaning to the RSV bits (RFC 6455 section 5.2,
 		// RFC 7692 section 6); they are negotiated end to end, so the proxy
@@ -143,6 +154,10 @@ func (f *framer) scan(in []byte, off int) (int, []byte, event) {
 			if off > 0 {
 				return off, in[:off], evForward
 			}
+			if whole := hlen + int(h.Length); whole <= len(in) {
+				// The common case: the whole control frame is here.
+				return f.handControl(in[:whole], hlen, whole)
+			}
 			f.startControl(in[:hlen], h)
 			n, out, ev := f.gatherControl(in[hlen:])
 			return hlen + n, out, ev
@@ -200,14 +215,17 @@ func (f *framer) startData(h frameHeader) {
 }
 
 func (f *framer) startControl(hdr []byte, h frameHeader) {
+	if f.ctrl == nil {
+		f.ctrl = new([maxControlFrameSize]byte)
+	}
 	f.control = true
-	f.ctrlHdr = uint8(copy(f.ctrl[:], hdr))
-	f.ctrlLen = f.ctrlHdr
+	f.ctrlLen = uint8(copy(f.ctrl[:], hdr))
+	f.ctrlHdr = f.ctrlLen
 	f.remaining = h.Length
 }
 
-// gatherControl collects the payload of a control frame; control frames are
-// small (RFC 6455 section 5.5), so they are handed out whole.
+// gatherControl collects the payload of a split control frame; control
+// frames are small (RFC 6455 section 5.5), so they are handed out whole.
 func (f *framer) gatherControl(in []byte) (int, []byte, event) {
 	k := f.passPayload(len(in))
 	f.ctrlLen += uint8(copy(f.ctrl[f.ctrlLen:], in[:k]))
@@ -215,31 +233,37 @@ func (f *framer) gatherControl(in []byte) (int, []byte, event) {
 		return k, nil, evAbsorbed
 	}
 	f.control = false
-	frame := f.ctrl[:f.ctrlLen]
+	return f.handControl(f.ctrl[:f.ctrlLen], int(f.ctrlHdr), k)
+}
+
+// handControl hands out a whole control frame, n being the input it
+// consumed, after checking a close frame's body.
+func (f *framer) handControl(frame []byte, hlen, n int) (int, []byte, event) {
+	f.frame, f.ctrlHdr = frame, uint8(hlen)
 	if f.controlOp() == ws.OpClose {
 		var buf [ws.MaxControlFramePayloadSize]byte
 		if v, bad := checkClosePayload(f.controlPayload(buf[:])); bad {
-			return f.fail(v, k)
+			return f.fail(v, n)
 		}
 	}
-	return k, frame, evControl
+	return n, frame, evControl
 }
 
 // controlPayload copies the payload of the control frame the last
 // evControl handed out into dst, unmasked, and returns it. The frame itself
 // stays as received, ready to forward. dst needs room for 125 bytes.
 func (f *framer) controlPayload(dst []byte) []byte {
-	p := dst[:copy(dst, f.ctrl[f.ctrlHdr:f.ctrlLen])]
+	p := dst[:copy(dst, f.frame[f.ctrlHdr:])]
 	if f.masked {
 		var mask [4]byte
-		copy(mask[:], f.ctrl[f.ctrlHdr-4:f.ctrlHdr])
+		copy(mask[:], f.frame[f.ctrlHdr-4:f.ctrlHdr])
 		ws.Cipher(p, mask, 0)
 	}
 	return p
 }
 
 // controlOp is the opcode of the control frame the last evControl handed out.
-func (f *framer) controlOp() ws.OpCode { return ws.OpCode(f.ctrl[0] & 0x0f) }
+func (f *framer) controlOp() ws.OpCode { return ws.OpCode(f.frame[0] & 0x0f) }
 
 // check applies the rules of RFC 6455 section 5 that a relay can enforce
 // from a header alone, plus the message size limit.

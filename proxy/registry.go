@@ -7,32 +7,34 @@ import "sync"
 // and the admin endpoints all start here. It is safe for concurrent use.
 type registry struct {
 	mu        sync.Mutex // guards byBackend
-	byBackend map[string]map[*session]struct{}
+	byBackend map[string]map[liveConn]struct{}
 	live      sync.WaitGroup // one count per live session
 }
 
 func newRegistry() *registry {
-	return &registry{byBackend: make(map[string]map[*session]struct{})}
+	return &registry{byBackend: make(map[string]map[liveConn]struct{})}
 }
 
-func (r *registry) add(s *session) {
+func (r *registry) add(c liveConn) {
 	r.live.Add(1)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	set := r.byBackend[s.rt.backend]
+	backend := c.relay().rt.backend
+	set := r.byBackend[backend]
 	if set == nil {
-		set = make(map[*session]struct{})
-		r.byBackend[s.rt.backend] = set
+		set = make(map[liveConn]struct{})
+		r.byBackend[backend] = set
 	}
-	set[s] = struct{}{}
+	set[c] = struct{}{}
 }
 
-func (r *registry) remove(s *session) {
+func (r *registry) remove(c liveConn) {
+	backend := c.relay().rt.backend
 	r.mu.Lock()
-	set := r.byBackend[s.rt.backend]
-	delete(set, s)
+	set := r.byBackend[backend]
+	delete(set, c)
 	if len(set) == 0 {
-		delete(r.byBackend, s.rt.backend)
+		delete(r.byBackend, backend)
 	}
 	r.mu.Unlock()
 	r.live.Done()
@@ -40,10 +42,10 @@ func (r *registry) remove(s *session) {
 
 // sessions returns the live sessions of backend, or of every backend when
 // backend is empty.
-func (r *registry) sessions(backend string) []*session {
+func (r *registry) sessions(backend string) []liveConn {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []*session
+	var out []liveConn
 	for b, set := range r.byBackend {
 		if backend != "" && b != backend {
 			continue

@@ -145,28 +145,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, t *table
 		s.log.Info("client handshake failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 		return
 	}
-	sess := s.newSession(t.cfg, rt, conn, pending, bh)
+	sess := s.newSession(&t.cfg, rt, conn, pending, bh)
 	s.reg.add(sess)
 	sess.run()
-}
-
-func (s *Server) newSession(cfg Config, rt route, client net.Conn, clientPending []byte, bh *backendHandshake) *session {
-	ext := len(bh.exts) > 0
-	sess := &session{
-		id:          s.ids.Add(1),
-		srv:         s,
-		cfg:         cfg,
-		rt:          rt,
-		client:      client,
-		backend:     bh.conn,
-		started:     time.Now(),
-		fromClient:  newBurstReader(client, s.pool, clientPending),
-		fromBackend: newBurstReader(bh.conn, s.pool, bh.pending),
-		toClient:    newSender(client, cfg.WriteTimeout, false),
-		toBackend:   newSender(bh.conn, cfg.WriteTimeout, true),
-		up:          newFramer(true, ext, cfg.MaxMessageBytes),
-		down:        newFramer(false, ext, cfg.MaxMessageBytes),
-		stop:        make(chan ending, 1),
-	}
-	return sess
 }

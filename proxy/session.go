@@ -1,51 +1,22 @@
 package proxy
 
 import (
-	"bytes"
-	"encoding/binary"
-	"errors"
-	"io"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
-
-	"github.com/gobwas/ws"
-	"go.uber.org/zap"
 )
 
-const (
-	// closeWait bounds how long a closing session waits for the peers'
-	// answering close frames (RFC 6455 section 7.1.1) before cutting TCP.
-	closeWait = 2 * time.Second
-	// lastWordTimeout bounds a close frame to a peer already known to be
-	// slow or dead: it is a courtesy, not a wait.
-	lastWordTimeout = 100 * time.Millisecond
-)
-
-// heartbeatPrefix marks the proxy's own pings, so that the answering pongs
-// are recognised and kept from the backend.
-var heartbeatPrefix = []byte("wsedge-hb:")
-
-// session relays one WebSocket between a client and its backend. It owns
-// both connections and the goroutines that pump them; run returns only
-// after both pumps ended and both connections are closed.
+// session drives a relayed WebSocket with a goroutine per direction and
+// blocking writes. It serves connections the event loop cannot take, such
+// as TLS ones. run returns only after both pumps ended and both connections
+// are closed.
 type session struct {
-	id      uint64
-	srv     *Server
-	cfg     Config // as of the handshake; a reload applies to new sessions
-	rt      route
+	relayConn
 	client  net.Conn
 	backend net.Conn
-	started time.Time
 
 	fromClient, fromBackend *burstReader
 	toClient, toBackend     *sender
-	up, down                *framer // client→backend and backend→client framing
-
-	bytesUp, bytesDown atomic.Int64
-	lastPong           atomic.Int64 // unix nanoseconds of the last heartbeat pong
-	lastRead           atomic.Int64 // unix nanoseconds of the last bytes from the client
 
 	stop chan ending // one slot: a close the proxy decided on (rebalance, drain, shutdown)
 
@@ -56,23 +27,20 @@ type session struct {
 	pingSeq   uint64
 }
 
-// ending is how a session ends: what each peer is told and what is logged.
-// A zero code means the proxy sends that peer no close frame of its own.
-type ending struct {
-	cause         string
-	clientCode    ws.StatusCode
-	clientReason  string
-	backendCode   ws.StatusCode
-	backendReason string
-	// peerClose: a peer's own close frame was passed on with this code; the
-	// other peer's answer is awaited and passed back.
-	peerClose bool
-	code      ws.StatusCode // the close code the client saw, for the log
-	linger    bool          // wait for the peers' answering close frames
-	err       error
+func (s *Server) newSession(cfg *Config, rt route, client net.Conn, clientPending []byte, bh *backendHandshake) *session {
+	sess := &session{
+		client:      client,
+		backend:     bh.conn,
+		fromClient:  newBurstReader(client, s.pool, clientPending),
+		fromBackend: newBurstReader(bh.conn, s.pool, bh.pending),
+		toClient:    newSender(client, cfg.WriteTimeout, false),
+		toBackend:   newSender(bh.conn, cfg.WriteTimeout, true),
+		stop:        make(chan ending, 1),
+	}
+	sess.init(s, cfg, rt, len(bh.exts) > 0)
+	return sess
 }
 
-// requestClose asks the session to end with e, unless it is ending already.
 func (s *session) requestClose(e ending) {
 	select {
 	case s.stop <- e:
@@ -142,11 +110,12 @@ func (s *session) pumpUp() ending {
 	for {
 		buf, p, err := s.fromClient.read()
 		if err != nil {
-			return s.clientReadEnded(err)
+			return clientReadEnded(err)
 		}
-		s.lastRead.Store(time.Now().UnixNano())
+		now := time.Now().UnixNano()
+		s.lastRead.Store(now)
 		s.bytesUp.Add(int64(len(p)))
-		e, done := s.relayUp(p)
+		e, done := s.relayUp(p, now)
 		s.srv.pool.put(buf)
 		if done {
 			return e
@@ -154,7 +123,7 @@ func (s *session) pumpUp() ending {
 	}
 }
 
-func (s *session) relayUp(in []byte) (ending, bool) {
+func (s *session) relayUp(in []byte, now int64) (ending, bool) {
 	for len(in) > 0 {
 		n, out, ev := s.up.step(in)
 		in = in[n:]
@@ -164,32 +133,18 @@ func (s *session) relayUp(in []byte) (ending, bool) {
 				return backendWriteEnded(err), true
 			}
 		case evControl:
-			var buf [ws.MaxControlFramePayloadSize]byte
-			payload := s.up.controlPayload(buf[:])
-			switch s.up.controlOp() {
-			case ws.OpPong:
-				if bytes.HasPrefix(payload, heartbeatPrefix) {
-					s.lastPong.Store(time.Now().UnixNano())
-					continue
-				}
-			case ws.OpClose:
-				if err := s.toBackend.relay(out, true, true); err != nil {
-					return backendWriteEnded(err), true
-				}
-				return ending{cause: "client closed", peerClose: true, code: closeCodeOf(payload)}, true
+			swallow, e, closing := s.upControl(now)
+			if swallow {
+				continue
 			}
-			if err := s.toBackend.relay(out, true, false); err != nil {
+			if err := s.toBackend.relay(out, true, closing); err != nil {
 				return backendWriteEnded(err), true
 			}
-		case evViolation:
-			v := s.up.broken
-			e := ending{cause: "client protocol error", err: errors.New(v.reason), linger: true,
-				clientCode: v.code, clientReason: v.reason, code: v.code,
-				backendCode: ws.StatusGoingAway, backendReason: "client broke the protocol"}
-			if v.code == ws.StatusMessageTooBig {
-				e.cause, e.backendCode, e.backendReason = "message too big", v.code, v.reason
+			if closing {
+				return e, true
 			}
-			return e, true
+		case evViolation:
+			return s.upViolation(), true
 		}
 	}
 	return ending{}, false
@@ -221,71 +176,18 @@ func (s *session) relayDown(in []byte) (ending, bool) {
 				return clientWriteEnded(err), true
 			}
 		case evControl:
-			isClose := s.down.controlOp() == ws.OpClose
-			if err := s.toClient.relay(out, true, isClose); err != nil {
+			e, closing := s.downControl()
+			if err := s.toClient.relay(out, true, closing); err != nil {
 				return clientWriteEnded(err), true
 			}
-			if isClose {
-				var buf [ws.MaxControlFramePayloadSize]byte
-				return ending{cause: "backend closed", peerClose: true, code: closeCodeOf(s.down.controlPayload(buf[:]))}, true
+			if closing {
+				return e, true
 			}
 		case evViolation:
-			v := s.down.broken
-			e := ending{cause: "backend protocol error", err: errors.New(v.reason), linger: true,
-				clientCode: closeBadGateway, clientReason: "backend sent an invalid frame", code: closeBadGateway,
-				backendCode: v.code, backendReason: v.reason}
-			if v.code == ws.StatusMessageTooBig {
-				e.cause, e.clientCode, e.clientReason, e.code = "message too big", v.code, v.reason, v.code
-			}
-			return e, true
+			return s.downViolation(), true
 		}
 	}
 	return ending{}, false
-}
-
-func (s *session) clientReadEnded(err error) ending {
-	return ending{cause: "client gone", err: ignoreEOF(err), code: ws.StatusAbnormalClosure,
-		backendCode: ws.StatusGoingAway, backendReason: "client went away"}
-}
-
-func backendReadEnded(err error) ending {
-	return ending{cause: "backend gone", err: ignoreEOF(err), linger: true,
-		clientCode: closeServiceRestart, clientReason: "backend went away", code: closeServiceRestart}
-}
-
-func backendWriteEnded(err error) ending {
-	if errors.Is(err, errSlowPeer) {
-		return ending{cause: "backend not reading", err: err, linger: true,
-			clientCode: ws.StatusInternalServerError, clientReason: "backend not reading", code: ws.StatusInternalServerError,
-			backendCode: ws.StatusGoingAway, backendReason: "not reading"}
-	}
-	return backendReadEnded(err)
-}
-
-func clientWriteEnded(err error) ending {
-	if errors.Is(err, errSlowPeer) {
-		return ending{cause: "slow consumer", err: err,
-			clientCode: ws.StatusPolicyViolation, clientReason: "slow consumer", code: ws.StatusPolicyViolation,
-			backendCode: ws.StatusGoingAway, backendReason: "client too slow"}
-	}
-	return ending{cause: "client gone", err: ignoreEOF(err), code: ws.StatusAbnormalClosure,
-		backendCode: ws.StatusGoingAway, backendReason: "client went away"}
-}
-
-func ignoreEOF(err error) error {
-	if errors.Is(err, io.EOF) {
-		return nil
-	}
-	return err
-}
-
-// closeCodeOf reads the code of a close frame body; 1005 when it has none
-// (RFC 6455 section 7.1.5).
-func closeCodeOf(payload []byte) ws.StatusCode {
-	if len(payload) < 2 {
-		return ws.StatusNoStatusRcvd
-	}
-	return ws.StatusCode(binary.BigEndian.Uint16(payload))
 }
 
 // startHeartbeat arms the ping timer when heartbeats are on.
@@ -310,9 +212,7 @@ func (s *session) stopHeartbeat() {
 }
 
 // heartbeat alternates between sending a ping and, pong_timeout later,
-// checking that the client answered. Bytes from the client since the ping
-// count as an answer too: a client busy sending a large frame may be unable
-// to put its pong on the wire in time, and it is evidently alive.
+// checking that the client answered.
 func (s *session) heartbeat() {
 	s.hb.Lock()
 	defer s.hb.Unlock()
@@ -320,48 +220,21 @@ func (s *session) heartbeat() {
 		return
 	}
 	if s.pingAt != 0 {
-		if s.lastPong.Load() < s.pingAt && s.lastRead.Load() < s.pingAt {
-			s.requestClose(ending{cause: "pong timeout",
-				clientCode: ws.StatusPolicyViolation, clientReason: "pong timeout", code: ws.StatusPolicyViolation,
-				backendCode: ws.StatusGoingAway, backendReason: "client unresponsive"})
+		if s.pongOverdue(s.pingAt) {
+			s.requestClose(pongTimeout())
 			return
 		}
-		next := time.Duration(s.pingAt+int64(s.cfg.PingInterval)-time.Now().UnixNano()) * time.Nanosecond
+		next := time.Duration(s.pingAt + int64(s.cfg.PingInterval) - time.Now().UnixNano())
 		s.pingAt = 0
 		s.hbTimer.Reset(max(next, 0))
 		return
 	}
 	s.pingSeq++
-	var payload [len("wsedge-hb:") + 8]byte
-	copy(payload[:], heartbeatPrefix)
-	binary.BigEndian.PutUint64(payload[len(heartbeatPrefix):], s.pingSeq)
+	payload := heartbeatPing(s.pingSeq)
 	s.pingAt = time.Now().UnixNano()
 	if err := s.toClient.ping(payload[:]); err != nil {
 		s.requestClose(clientWriteEnded(err))
 		return
 	}
 	s.hbTimer.Reset(s.cfg.PongTimeout)
-}
-
-func (s *session) logEnd(e ending) {
-	l := s.srv.log
-	if ce := l.Check(zap.InfoLevel, "connection closed"); ce != nil {
-		fields := []zap.Field{
-			zap.Uint64("id", s.id),
-			zap.Stringer("client", s.rt.client),
-			zap.String("backend", s.rt.backend),
-			zap.Duration("duration", time.Since(s.started)),
-			zap.Int64("bytes_in", s.bytesUp.Load()),
-			zap.Int64("bytes_out", s.bytesDown.Load()),
-			zap.Int("close_code", int(e.code)),
-			zap.String("cause", e.cause),
-		}
-		if e.clientReason != "" {
-			fields = append(fields, zap.String("reason", e.clientReason))
-		}
-		if e.err != nil {
-			fields = append(fields, zap.Error(e.err))
-		}
-		ce.Write(fields...)
-	}
 }

@@ -1,0 +1,221 @@
+package proxy
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"io"
+	"sync/atomic"
+	"time"
+
+	"github.com/gobwas/ws"
+	"go.uber.org/zap"
+)
+
+const (
+	// closeWait bounds how long a closing connection waits for the peers'
+	// answering close frames (RFC 6455 section 7.1.1) before cutting TCP.
+	closeWait = 2 * time.Second
+	// lastWordTimeout bounds a close frame to a peer already known to be
+	// slow or dead: it is a courtesy, not a wait.
+	lastWordTimeout = 100 * time.Millisecond
+)
+
+// heartbeatPrefix marks the proxy's own pings, so that the answering pongs
+// are recognised and kept from the backend.
+var heartbeatPrefix = []byte("wsedge-hb:")
+
+// liveConn is a relayed WebSocket as the registry, shutdown, rebalancing and
+// the admin endpoints see it, whichever driver moves its bytes.
+type liveConn interface {
+	relay() *relayConn
+	// requestClose asks the connection to end with e, unless it is ending
+	// already. Safe to call from any goroutine.
+	requestClose(e ending)
+}
+
+// relayConn is what every relayed WebSocket has, whichever driver moves its
+// bytes: who it connects, the framing of both directions, and counters the
+// admin endpoints read while it runs.
+type relayConn struct {
+	id      uint64
+	srv     *Server
+	cfg     *Config // as of the handshake; a reload applies to new connections
+	rt      route
+	started int64 // unix nanoseconds
+
+	up   framer // client to backend
+	down framer // backend to client
+
+	bytesUp   atomic.Int64
+	bytesDown atomic.Int64
+	lastPong  atomic.Int64 // unix nanoseconds of the last heartbeat pong
+	lastRead  atomic.Int64 // unix nanoseconds of the last bytes from the client
+}
+
+func (c *relayConn) relay() *relayConn { return c }
+
+// init sets up c in place (it holds atomics, so it is never copied).
+func (c *relayConn) init(s *Server, cfg *Config, rt route, extensions bool) {
+	c.id = s.ids.Add(1)
+	c.srv, c.cfg, c.rt = s, cfg, rt
+	c.started = time.Now().UnixNano()
+	c.up = makeFramer(true, extensions, cfg.MaxMessageBytes)
+	c.down = makeFramer(false, extensions, cfg.MaxMessageBytes)
+}
+
+// ending is how a connection ends: what each peer is told and what is
+// logged. A zero code means the proxy sends that peer no close frame of its
+// own.
+type ending struct {
+	cause         string
+	clientCode    ws.StatusCode
+	clientReason  string
+	backendCode   ws.StatusCode
+	backendReason string
+	// peerClose: a peer's own close frame was passed on with this code; the
+	// other peer's answer is awaited and passed back.
+	peerClose bool
+	code      ws.StatusCode // the close code the client saw, for the log
+	linger    bool          // wait for the peers' answering close frames
+	err       error
+}
+
+// upControl decides about a whole control frame from the client: the
+// proxy's own heartbeat pongs are swallowed, a close ends the connection
+// once passed on, anything else passes.
+func (c *relayConn) upControl(now int64) (swallow bool, e ending, closing bool) {
+	var buf [ws.MaxControlFramePayloadSize]byte
+	payload := c.up.controlPayload(buf[:])
+	switch c.up.controlOp() {
+	case ws.OpPong:
+		if bytes.HasPrefix(payload, heartbeatPrefix) {
+			c.lastPong.Store(now)
+			return true, ending{}, false
+		}
+	case ws.OpClose:
+		return false, ending{cause: "client closed", peerClose: true, code: closeCodeOf(payload)}, true
+	}
+	return false, ending{}, false
+}
+
+// downControl decides about a whole control frame from the backend: a close
+// ends the connection once passed on, anything else passes.
+func (c *relayConn) downControl() (e ending, closing bool) {
+	if c.down.controlOp() != ws.OpClose {
+		return ending{}, false
+	}
+	var buf [ws.MaxControlFramePayloadSize]byte
+	return ending{cause: "backend closed", peerClose: true, code: closeCodeOf(c.down.controlPayload(buf[:]))}, true
+}
+
+func (c *relayConn) upViolation() ending {
+	v := c.up.broken
+	e := ending{cause: "client protocol error", err: errors.New(v.reason), linger: true,
+		clientCode: v.code, clientReason: v.reason, code: v.code,
+		backendCode: ws.StatusGoingAway, backendReason: "client broke the protocol"}
+	if v.code == ws.StatusMessageTooBig {
+		e.cause, e.backendCode, e.backendReason = "message too big", v.code, v.reason
+	}
+	return e
+}
+
+func (c *relayConn) downViolation() ending {
+	v := c.down.broken
+	e := ending{cause: "backend protocol error", err: errors.New(v.reason), linger: true,
+		clientCode: closeBadGateway, clientReason: "backend sent an invalid frame", code: closeBadGateway,
+		backendCode: v.code, backendReason: v.reason}
+	if v.code == ws.StatusMessageTooBig {
+		e.cause, e.clientCode, e.clientReason, e.code = "message too big", v.code, v.reason, v.code
+	}
+	return e
+}
+
+func clientReadEnded(err error) ending {
+	return ending{cause: "client gone", err: ignoreEOF(err), code: ws.StatusAbnormalClosure,
+		backendCode: ws.StatusGoingAway, backendReason: "client went away"}
+}
+
+func backendReadEnded(err error) ending {
+	return ending{cause: "backend gone", err: ignoreEOF(err), linger: true,
+		clientCode: closeServiceRestart, clientReason: "backend went away", code: closeServiceRestart}
+}
+
+func backendWriteEnded(err error) ending {
+	if errors.Is(err, errSlowPeer) {
+		return ending{cause: "backend not reading", err: err, linger: true,
+			clientCode: ws.StatusInternalServerError, clientReason: "backend not reading", code: ws.StatusInternalServerError,
+			backendCode: ws.StatusGoingAway, backendReason: "not reading"}
+	}
+	return backendReadEnded(err)
+}
+
+func clientWriteEnded(err error) ending {
+	if errors.Is(err, errSlowPeer) {
+		return ending{cause: "slow consumer", err: err,
+			clientCode: ws.StatusPolicyViolation, clientReason: "slow consumer", code: ws.StatusPolicyViolation,
+			backendCode: ws.StatusGoingAway, backendReason: "client too slow"}
+	}
+	return clientReadEnded(err)
+}
+
+func pongTimeout() ending {
+	return ending{cause: "pong timeout",
+		clientCode: ws.StatusPolicyViolation, clientReason: "pong timeout", code: ws.StatusPolicyViolation,
+		backendCode: ws.StatusGoingAway, backendReason: "client unresponsive"}
+}
+
+func ignoreEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return nil
+	}
+	return err
+}
+
+// closeCodeOf reads the code of a close frame body; 1005 when it has none
+// (RFC 6455 section 7.1.5).
+func closeCodeOf(payload []byte) ws.StatusCode {
+	if len(payload) < 2 {
+		return ws.StatusNoStatusRcvd
+	}
+	return ws.StatusCode(binary.BigEndian.Uint16(payload))
+}
+
+// heartbeatPing is the payload of the proxy's seq-th ping.
+func heartbeatPing(seq uint64) [len("wsedge-hb:") + 8]byte {
+	var p [len("wsedge-hb:") + 8]byte
+	copy(p[:], heartbeatPrefix)
+	binary.BigEndian.PutUint64(p[len(heartbeatPrefix):], seq)
+	return p
+}
+
+// pongOverdue reports whether the client neither answered the ping sent at
+// pingAt nor sent anything since. Bytes from the client count as an answer:
+// a client busy sending a large frame may be unable to put its pong on the
+// wire in time, and it is evidently alive.
+func (c *relayConn) pongOverdue(pingAt int64) bool {
+	return c.lastPong.Load() < pingAt && c.lastRead.Load() < pingAt
+}
+
+// logEnd writes the connection's one access log line.
+func (c *relayConn) logEnd(e ending) {
+	if ce := c.srv.log.Check(zap.InfoLevel, "connection closed"); ce != nil {
+		fields := []zap.Field{
+			zap.Uint64("id", c.id),
+			zap.Stringer("client", c.rt.client),
+			zap.String("backend", c.rt.backend),
+			zap.Duration("duration", time.Duration(time.Now().UnixNano()-c.started)),
+			zap.Int64("bytes_in", c.bytesUp.Load()),
+			zap.Int64("bytes_out", c.bytesDown.Load()),
+			zap.Int("close_code", int(e.code)),
+			zap.String("cause", e.cause),
+		}
+		if e.clientReason != "" {
+			fields = append(fields, zap.String("reason", e.clientReason))
+		}
+		if e.err != nil {
+			fields = append(fields, zap.Error(e.err))
+		}
+		ce.Write(fields...)
+	}
+}
