@@ -106,7 +106,7 @@ func (s *Server) Connections(backend string) []SessionInfo {
 		c := lc.relay()
 		started := time.Unix(0, c.started)
 		info := SessionInfo{
-			ID: c.id, Client: c.rt.client.String(), Backend: c.rt.backend,
+			ID: c.id, Client: c.client.String(), Backend: c.backend,
 			Started: started, Age: time.Since(started).Round(time.Millisecond).String(),
 			BytesIn: c.bytesUp.Load(), BytesOut: c.bytesDown.Load(),
 		}

@@ -33,11 +33,58 @@ const (
 	evViolation
 )
 
-// violation is why a stream cannot be relayed further: the close code the
-// offending peer gets and a reason for the log and the close frame.
-type violation struct {
-	code   ws.StatusCode
-	reason string
+// violation is why a stream cannot be relayed further; zero for none. It
+// is a small number so that every framer carries it for one byte.
+type violation uint8
+
+const (
+	noViolation violation = iota
+	vUnmaskedClient
+	vMaskedServer
+	vReservedOpcode
+	vBadLength
+	vFragmentedControl
+	vLongControl
+	vControlRSV
+	vRSVWithoutExtension
+	vStrayContinuation
+	vNestedMessage
+	vContinuationRSV
+	vTooBig
+	vCloseBodyOneByte
+	vCloseCode
+)
+
+var violationReasons = [...]string{
+	noViolation:          "",
+	vUnmaskedClient:      "unmasked client frame",
+	vMaskedServer:        "masked server frame",
+	vReservedOpcode:      "reserved opcode",
+	vBadLength:           "invalid payload length",
+	vFragmentedControl:   "fragmented control frame",
+	vLongControl:         "control frame too long",
+	vControlRSV:          "reserved bits on a control frame",
+	vRSVWithoutExtension: "reserved bits without an extension",
+	vStrayContinuation:   "continuation outside a message",
+	vNestedMessage:       "new message inside a fragmented one",
+	vContinuationRSV:     "reserved bits on a continuation",
+	vTooBig:              "message too big",
+	vCloseBodyOneByte:    "close frame with a one-byte body",
+	vCloseCode:           "invalid close code",
+}
+
+// reason is said in the log and the close frame.
+func (v violation) reason() string { return violationReasons[v] }
+
+// code is the close code the offending peer gets (RFC 6455 section 7.4.1).
+func (v violation) code() ws.StatusCode {
+	switch v {
+	case noViolation:
+		return 0
+	case vTooBig:
+		return ws.StatusMessageTooBig
+	}
+	return ws.StatusProtocolError
 }
 
 // framer follows the framing of one direction of a relayed WebSocket
@@ -67,8 +114,6 @@ type framer struct {
 	// time that happens, as most connections never see one split.
 	ctrl    *[maxControlFrameSize]byte
 	ctrlLen uint8
-	frame   []byte // the control frame last handed out, in ctrl or in the caller's input
-	ctrlHdr uint8  // header length within frame
 
 	inMessage bool  // a fragmented data message is open: only continuations may follow
 	msgBytes  int64 // payload bytes of the open message so far
@@ -114,7 +159,7 @@ func (f *framer) atBoundary() bool {
 // Consecutive data frames found whole or in part in `in` are returned as one
 // evForward, so a read full of small messages costs one write.
 func (f *framer) step(in []byte) (n int, out []byte, ev event) {
-	if f.broken.code != 0 {
+	if f.broken != noViolation {
 		return len(in), nil, evViolation
 	}
 	if f.control {
@@ -156,7 +201,7 @@ func (f *framer) scan(in []byte, off int) (int, []byte, event) {
 			}
 			if whole := hlen + int(h.Length); whole <= len(in) {
 				// The common case: the whole control frame is here.
-				return f.handControl(in[:whole], hlen, whole)
+				return f.handControl(in[:whole], whole)
 			}
 			f.startControl(in[:hlen], h)
 			n, out, ev := f.gatherControl(in[hlen:])
@@ -220,7 +265,6 @@ func (f *framer) startControl(hdr []byte, h frameHeader) {
 	}
 	f.control = true
 	f.ctrlLen = uint8(copy(f.ctrl[:], hdr))
-	f.ctrlHdr = f.ctrlLen
 	f.remaining = h.Length
 }
 
@@ -233,80 +277,83 @@ func (f *framer) gatherControl(in []byte) (int, []byte, event) {
 		return k, nil, evAbsorbed
 	}
 	f.control = false
-	return f.handControl(f.ctrl[:f.ctrlLen], int(f.ctrlHdr), k)
+	return f.handControl(f.ctrl[:f.ctrlLen], k)
 }
 
 // handControl hands out a whole control frame, n being the input it
 // consumed, after checking a close frame's body.
-func (f *framer) handControl(frame []byte, hlen, n int) (int, []byte, event) {
-	f.frame, f.ctrlHdr = frame, uint8(hlen)
-	if f.controlOp() == ws.OpClose {
+func (f *framer) handControl(frame []byte, n int) (int, []byte, event) {
+	if controlOp(frame) == ws.OpClose {
 		var buf [ws.MaxControlFramePayloadSize]byte
-		if v, bad := checkClosePayload(f.controlPayload(buf[:])); bad {
+		if v, bad := checkClosePayload(controlPayload(frame, buf[:])); bad {
 			return f.fail(v, n)
 		}
 	}
 	return n, frame, evControl
 }
 
-// controlPayload copies the payload of the control frame the last
-// evControl handed out into dst, unmasked, and returns it. The frame itself
-// stays as received, ready to forward. dst needs room for 125 bytes.
-func (f *framer) controlPayload(dst []byte) []byte {
-	p := dst[:copy(dst, f.frame[f.ctrlHdr:])]
-	if f.masked {
-		var mask [4]byte
-		copy(mask[:], f.frame[f.ctrlHdr-4:f.ctrlHdr])
-		ws.Cipher(p, mask, 0)
+// controlPayload copies the payload of a whole control frame, as evControl
+// hands it out, into dst, unmasked, and returns it. The frame itself stays
+// as received, ready to forward. dst needs room for 125 bytes.
+func controlPayload(frame, dst []byte) []byte {
+	// A control frame's length fits the first length byte (RFC 6455
+	// section 5.5), so its header is 2 bytes, plus 4 of mask.
+	hlen := 2
+	if frame[1]&0x80 != 0 {
+		hlen = 6
+	}
+	p := dst[:copy(dst, frame[hlen:])]
+	if hlen == 6 {
+		ws.Cipher(p, [4]byte(frame[2:6]), 0)
 	}
 	return p
 }
 
-// controlOp is the opcode of the control frame the last evControl handed out.
-func (f *framer) controlOp() ws.OpCode { return ws.OpCode(f.frame[0] & 0x0f) }
+// controlOp is the opcode of a whole control frame.
+func controlOp(frame []byte) ws.OpCode { return ws.OpCode(frame[0] & 0x0f) }
 
 // check applies the rules of RFC 6455 section 5 that a relay can enforce
 // from a header alone, plus the message size limit.
 func (f *framer) check(h frameHeader) (violation, bool) {
 	switch {
 	case h.Masked != f.masked && f.masked:
-		return violation{ws.StatusProtocolError, "unmasked client frame"}, true
+		return vUnmaskedClient, true
 	case h.Masked != f.masked:
-		return violation{ws.StatusProtocolError, "masked server frame"}, true
+		return vMaskedServer, true
 	case h.OpCode.IsReserved():
-		return violation{ws.StatusProtocolError, "reserved opcode"}, true
+		return vReservedOpcode, true
 	case h.Length < 0:
-		return violation{ws.StatusProtocolError, "invalid payload length"}, true
+		return vBadLength, true
 	}
 	if h.OpCode.IsControl() {
 		switch {
 		case !h.Fin:
-			return violation{ws.StatusProtocolError, "fragmented control frame"}, true
+			return vFragmentedControl, true
 		case h.Length > ws.MaxControlFramePayloadSize:
-			return violation{ws.StatusProtocolError, "control frame too long"}, true
+			return vLongControl, true
 		case h.Rsv != 0:
-			return violation{ws.StatusProtocolError, "reserved bits on a control frame"}, true
+			return vControlRSV, true
 		}
-		return violation{}, false
+		return noViolation, false
 	}
 	switch {
 	case h.Rsv&^f.allowRSV != 0:
-		return violation{ws.StatusProtocolError, "reserved bits without an extension"}, true
+		return vRSVWithoutExtension, true
 	case h.OpCode == ws.OpContinuation && !f.inMessage:
-		return violation{ws.StatusProtocolError, "continuation outside a message"}, true
+		return vStrayContinuation, true
 	case h.OpCode != ws.OpContinuation && f.inMessage:
-		return violation{ws.StatusProtocolError, "new message inside a fragmented one"}, true
+		return vNestedMessage, true
 	case h.OpCode == ws.OpContinuation && h.Rsv != 0:
-		return violation{ws.StatusProtocolError, "reserved bits on a continuation"}, true
+		return vContinuationRSV, true
 	}
 	total := h.Length
 	if h.OpCode == ws.OpContinuation {
 		total += f.msgBytes
 	}
 	if f.maxMessage > 0 && total > f.maxMessage {
-		return violation{ws.StatusMessageTooBig, "message too big"}, true
+		return vTooBig, true
 	}
-	return violation{}, false
+	return noViolation, false
 }
 
 func (f *framer) fail(v violation, n int) (int, []byte, event) {
@@ -367,14 +414,14 @@ func parseHeader(b []byte) (h frameHeader, n int, ok bool) {
 func checkClosePayload(p []byte) (violation, bool) {
 	switch {
 	case len(p) == 0:
-		return violation{}, false
+		return noViolation, false
 	case len(p) == 1:
-		return violation{ws.StatusProtocolError, "close frame with a one-byte body"}, true
+		return vCloseBodyOneByte, true
 	}
 	if !validCloseCode(ws.StatusCode(binary.BigEndian.Uint16(p))) {
-		return violation{ws.StatusProtocolError, "invalid close code"}, true
+		return vCloseCode, true
 	}
-	return violation{}, false
+	return noViolation, false
 }
 
 // validCloseCode reports whether code may be sent in a close frame: the

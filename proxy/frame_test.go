@@ -40,14 +40,14 @@ func relayed(f *framer, stream []byte, chunks []int) (out []byte, controls []ws.
 			case evForward:
 				out = append(out, o...)
 			case evControl:
-				controls = append(controls, f.controlOp())
+				controls = append(controls, controlOp(o))
 				out = append(out, o...)
 			case evViolation:
 				return out, controls, f.broken
 			}
 		}
 	}
-	return out, controls, violation{}
+	return out, controls, noViolation
 }
 
 func TestFramerPassesRandomStreamsUnchanged(t *testing.T) {
@@ -89,7 +89,7 @@ func TestFramerPassesRandomStreamsUnchanged(t *testing.T) {
 		chunks := []int{1 + rng.IntN(3), 1 + rng.IntN(64), 1 + rng.IntN(40000)}
 		f := newFramer(masked, false, 0)
 		out, controls, v := relayed(f, stream, chunks)
-		if v.code != 0 {
+		if v != noViolation {
 			t.Fatalf("round %d: violation %v on a valid stream", round, v)
 		}
 		if !bytes.Equal(out, stream) {
@@ -130,7 +130,7 @@ func TestFramerControlPayloadUnmasked(t *testing.T) {
 			t.Fatalf("masked=%v: event %d, out %x; want the whole pong frame", masked, ev, out)
 		}
 		var buf [125]byte
-		if got := f.controlPayload(buf[:]); string(got) != "wsedge:1" {
+		if got := controlPayload(out, buf[:]); string(got) != "wsedge:1" {
 			t.Fatalf("masked=%v: payload %q, want %q", masked, got, "wsedge:1")
 		}
 	}
@@ -191,8 +191,8 @@ func TestFramerViolations(t *testing.T) {
 			for _, chunk := range []int{1, 7, len(stream)} {
 				f := newFramer(tt.masked, tt.ext, tt.max)
 				_, _, v := relayed(f, stream, []int{chunk})
-				if v.code != tt.wantCode {
-					t.Fatalf("chunks of %d: close code %d (%q), want %d", chunk, v.code, v.reason, tt.wantCode)
+				if v.code() != tt.wantCode {
+					t.Fatalf("chunks of %d: close code %d (%q), want %d", chunk, v.code(), v.reason(), tt.wantCode)
 				}
 			}
 		})
@@ -204,7 +204,7 @@ func TestFramerAllowsRSVWithExtensions(t *testing.T) {
 		frameBytes(t, true, 0, ws.OpContinuation, []byte("more"), true)...)
 	f := newFramer(true, true, 0)
 	out, _, v := relayed(f, stream, []int{5})
-	if v.code != 0 || !bytes.Equal(out, stream) {
+	if v != noViolation || !bytes.Equal(out, stream) {
 		t.Fatalf("violation %v; want RSV1 passed through with a negotiated extension", v)
 	}
 }
@@ -214,7 +214,7 @@ func TestFramerForwardsGoodPrefixBeforeViolation(t *testing.T) {
 	bad := frameBytes(t, true, 0, ws.OpText, []byte("x"), false)
 	f := newFramer(true, false, 0)
 	out, _, v := relayed(f, append(good, bad...), []int{1 << 20})
-	if !bytes.Equal(out, good) || v.code != ws.StatusProtocolError {
+	if !bytes.Equal(out, good) || v.code() != ws.StatusProtocolError {
 		t.Fatalf("out %x, violation %v; want the good frame then a protocol error", out, v)
 	}
 }
@@ -249,8 +249,8 @@ func FuzzFramer(f *testing.F) {
 		if !bytes.Equal(out, stream[:len(out)]) {
 			t.Fatal("relayed bytes are not a prefix of the input")
 		}
-		if v.code != 0 && v.code != ws.StatusProtocolError && v.code != ws.StatusMessageTooBig {
-			t.Fatalf("violation with close code %d", v.code)
+		if c := v.code(); c != 0 && c != ws.StatusProtocolError && c != ws.StatusMessageTooBig {
+			t.Fatalf("violation with close code %d", v.code())
 		}
 	})
 }

@@ -45,6 +45,7 @@ func startProxyOn(tb testing.TB, cfg Config, list []upstream.Backend) *testProxy
 	tb.Helper()
 	set := upstream.NewSet(list)
 	srv := New(cfg, set, nil)
+	srv.goroutinesOnly = strings.HasPrefix(tb.Name(), "TestGoroutineDriver/")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -116,6 +117,25 @@ func closeCode(tb testing.TB, c *websocket.Conn, within time.Duration) int {
 			tb.Fatalf("no close within %v", within)
 		}
 		return -1
+	}
+}
+
+// TestGoroutineDriver runs the relay's tests again with every connection on
+// the goroutine driver, which TLS connections use; the others run on the
+// event loops where the platform has them.
+func TestGoroutineDriver(t *testing.T) {
+	for name, test := range map[string]func(*testing.T){
+		"Echo":                   TestEchoThroughProxy,
+		"Compression":            TestSubprotocolAndCompressionEndToEnd,
+		"CloseCodes":             TestCloseCodesPassThrough,
+		"BackendDeath":           TestBackendDeathGives1012,
+		"ProtocolViolations":     TestProtocolViolationsAnswered,
+		"SlowConsumer":           TestSlowConsumerClosed,
+		"HeartbeatPongsKept":     TestHeartbeatPongsNotForwarded,
+		"PingsPassThrough":       TestPeerPingsPassThrough,
+		"ShutdownClosesWith1001": TestShutdownClosesWith1001,
+	} {
+		t.Run(name, test)
 	}
 }
 
@@ -465,5 +485,114 @@ func TestPlainHTTPStreams(t *testing.T) {
 	res2.Body.Close()
 	if string(got) != body {
 		t.Fatalf("echoed body of %d bytes, want %d", len(got), len(body))
+	}
+}
+
+// The proxy's heartbeat pongs stay with the proxy: the backend sees only
+// the client's data.
+func TestHeartbeatPongsNotForwarded(t *testing.T) {
+	b := upstreamtest.Start(t)
+	p := startProxy(t, Config{PingInterval: 50 * time.Millisecond, PongTimeout: time.Second}, b)
+	c := dial(t, p, "/", nil)
+	pings := make(chan string, 64)
+	c.SetPingHandler(func(data string) error {
+		pings <- data
+		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	go func() {
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	for range 3 {
+		select {
+		case data := <-pings:
+			if !strings.HasPrefix(data, "wsedge-hb:") {
+				t.Fatalf("ping payload %q", data)
+			}
+		case <-time.After(2 * time.Second):
+			t.Fatal("no heartbeat ping within 2s")
+		}
+	}
+	if n := b.Pongs(); n != 0 {
+		t.Fatalf("backend received %d pongs answering the proxy's pings", n)
+	}
+}
+
+// Pings from either peer reach the other and their pongs come back.
+func TestPeerPingsPassThrough(t *testing.T) {
+	b := upstreamtest.Start(t)
+	p := startProxy(t, Config{}, b)
+	c := dial(t, p, "/", nil)
+	pongs := make(chan string, 1)
+	c.SetPongHandler(func(data string) error { pongs <- data; return nil })
+	pinged := make(chan string, 1)
+	c.SetPingHandler(func(data string) error {
+		pinged <- data
+		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	go func() {
+		for {
+			if _, _, err := c.ReadMessage(); err != nil {
+				return
+			}
+		}
+	}()
+	if err := c.WriteControl(websocket.PingMessage, []byte("from client"), time.Now().Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-pongs:
+		if got != "from client" {
+			t.Fatalf("pong %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the backend's pong never came back")
+	}
+	b.WaitConns(context.Background(), 1)
+	b.PingAll("from backend")
+	select {
+	case got := <-pinged:
+		if got != "from backend" {
+			t.Fatalf("ping %q", got)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the backend's ping never arrived")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for b.Pongs() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the client's pong never reached the backend")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Shutdown tells every client 1001 and waits for them to go.
+func TestShutdownClosesWith1001(t *testing.T) {
+	b := upstreamtest.Start(t)
+	p := startProxy(t, Config{}, b)
+	var conns []*websocket.Conn
+	for range 20 {
+		c := dial(t, p, "/", nil)
+		whoami(t, c)
+		conns = append(conns, c)
+	}
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		done <- p.srv.Shutdown(ctx)
+	}()
+	for _, c := range conns {
+		if got := closeCode(t, c, 5*time.Second); got != 1001 {
+			t.Fatalf("close code %d on shutdown, want 1001", got)
+		}
+		c.Close()
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("shutdown: %v", err)
 	}
 }

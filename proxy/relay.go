@@ -41,8 +41,9 @@ type relayConn struct {
 	id      uint64
 	srv     *Server
 	cfg     *Config // as of the handshake; a reload applies to new connections
-	rt      route
+	placement
 	started int64 // unix nanoseconds
+	regIdx  int32 // position in the registry's list for the backend; guarded by the registry
 
 	up   framer // client to backend
 	down framer // backend to client
@@ -58,7 +59,7 @@ func (c *relayConn) relay() *relayConn { return c }
 // init sets up c in place (it holds atomics, so it is never copied).
 func (c *relayConn) init(s *Server, cfg *Config, rt route, extensions bool) {
 	c.id = s.ids.Add(1)
-	c.srv, c.cfg, c.rt = s, cfg, rt
+	c.srv, c.cfg, c.placement = s, cfg, rt.placement
 	c.started = time.Now().UnixNano()
 	c.up = makeFramer(true, extensions, cfg.MaxMessageBytes)
 	c.down = makeFramer(false, extensions, cfg.MaxMessageBytes)
@@ -84,10 +85,10 @@ type ending struct {
 // upControl decides about a whole control frame from the client: the
 // proxy's own heartbeat pongs are swallowed, a close ends the connection
 // once passed on, anything else passes.
-func (c *relayConn) upControl(now int64) (swallow bool, e ending, closing bool) {
+func (c *relayConn) upControl(frame []byte, now int64) (swallow bool, e ending, closing bool) {
 	var buf [ws.MaxControlFramePayloadSize]byte
-	payload := c.up.controlPayload(buf[:])
-	switch c.up.controlOp() {
+	payload := controlPayload(frame, buf[:])
+	switch controlOp(frame) {
 	case ws.OpPong:
 		if bytes.HasPrefix(payload, heartbeatPrefix) {
 			c.lastPong.Store(now)
@@ -101,32 +102,32 @@ func (c *relayConn) upControl(now int64) (swallow bool, e ending, closing bool) 
 
 // downControl decides about a whole control frame from the backend: a close
 // ends the connection once passed on, anything else passes.
-func (c *relayConn) downControl() (e ending, closing bool) {
-	if c.down.controlOp() != ws.OpClose {
+func (c *relayConn) downControl(frame []byte) (e ending, closing bool) {
+	if controlOp(frame) != ws.OpClose {
 		return ending{}, false
 	}
 	var buf [ws.MaxControlFramePayloadSize]byte
-	return ending{cause: "backend closed", peerClose: true, code: closeCodeOf(c.down.controlPayload(buf[:]))}, true
+	return ending{cause: "backend closed", peerClose: true, code: closeCodeOf(controlPayload(frame, buf[:]))}, true
 }
 
 func (c *relayConn) upViolation() ending {
 	v := c.up.broken
-	e := ending{cause: "client protocol error", err: errors.New(v.reason), linger: true,
-		clientCode: v.code, clientReason: v.reason, code: v.code,
+	e := ending{cause: "client protocol error", err: errors.New(v.reason()), linger: true,
+		clientCode: v.code(), clientReason: v.reason(), code: v.code(),
 		backendCode: ws.StatusGoingAway, backendReason: "client broke the protocol"}
-	if v.code == ws.StatusMessageTooBig {
-		e.cause, e.backendCode, e.backendReason = "message too big", v.code, v.reason
+	if v == vTooBig {
+		e.cause, e.backendCode, e.backendReason = "message too big", v.code(), v.reason()
 	}
 	return e
 }
 
 func (c *relayConn) downViolation() ending {
 	v := c.down.broken
-	e := ending{cause: "backend protocol error", err: errors.New(v.reason), linger: true,
+	e := ending{cause: "backend protocol error", err: errors.New(v.reason()), linger: true,
 		clientCode: closeBadGateway, clientReason: "backend sent an invalid frame", code: closeBadGateway,
-		backendCode: v.code, backendReason: v.reason}
-	if v.code == ws.StatusMessageTooBig {
-		e.cause, e.clientCode, e.clientReason, e.code = "message too big", v.code, v.reason, v.code
+		backendCode: v.code(), backendReason: v.reason()}
+	if v == vTooBig {
+		e.cause, e.clientCode, e.clientReason, e.code = "message too big", v.code(), v.reason(), v.code()
 	}
 	return e
 }
@@ -202,8 +203,8 @@ func (c *relayConn) logEnd(e ending) {
 	if ce := c.srv.log.Check(zap.InfoLevel, "connection closed"); ce != nil {
 		fields := []zap.Field{
 			zap.Uint64("id", c.id),
-			zap.Stringer("client", c.rt.client),
-			zap.String("backend", c.rt.backend),
+			zap.Stringer("client", c.client),
+			zap.String("backend", c.backend),
 			zap.Duration("duration", time.Duration(time.Now().UnixNano()-c.started)),
 			zap.Int64("bytes_in", c.bytesUp.Load()),
 			zap.Int64("bytes_out", c.bytesDown.Load()),

@@ -74,18 +74,24 @@ func buildTable(cfg Config, snap *upstream.Snapshot) *table {
 	return &table{cfg: cfg, ring: affinity.NewRing(members, cfg.VNodes), snapshot: snap}
 }
 
-// route is where one request goes and why.
-type route struct {
+// placement is where a client's connection went and what put it there: all
+// that a live connection keeps of its route.
+type placement struct {
 	backend string     // the chosen backend's address
 	client  netip.Addr // the client's IP after trusted proxies
-	peer    netip.Addr // the TCP peer
+	key     uint64     // the hash the ring was asked about
+	// pinned: a valid route cookie named the backend; the key does not decide.
+	pinned bool
+}
+
+// route is where one request goes and why.
+type route struct {
+	placement
+	peer netip.Addr // the TCP peer
 	// trustedPeer: the peer is a trusted proxy, so its forwarding headers
 	// are extended rather than replaced.
 	trustedPeer bool
-	key         uint64 // the hash the ring was asked about
 	by          string // what decided: "ip", "cookie", "header", or "ip" as a fallback
-	// pinned: a valid route cookie named the backend; the key does not decide.
-	pinned bool
 	// setCookie is a route token to hand the client; empty when it has a
 	// valid one.
 	setCookie string
@@ -94,7 +100,7 @@ type route struct {
 // route picks the backend for a request from peer with headers h.
 func (t *table) route(peer netip.Addr, h http.Header) (route, error) {
 	rt := route{
-		client:      t.cfg.Trusted.ClientIP(peer, h.Values("X-Forwarded-For"), h.Values("Forwarded")),
+		placement:   placement{client: t.cfg.Trusted.ClientIP(peer, h.Values("X-Forwarded-For"), h.Values("Forwarded"))},
 		peer:        peer,
 		trustedPeer: t.cfg.Trusted.Contains(peer),
 	}

@@ -25,7 +25,12 @@ type Server struct {
 	reg     *registry
 	proxy   *httputil.ReverseProxy
 	http    *http.Server
+	poll    *poller
 	ids     atomic.Uint64
+
+	// goroutinesOnly makes every connection use the goroutine driver, so
+	// tests can run the same behaviour through both drivers.
+	goroutinesOnly bool
 }
 
 // New returns a Server routing over the backends of members.
@@ -40,6 +45,7 @@ func New(cfg Config, members memberSource, log *zap.Logger) *Server {
 		pool:    newBufPool(),
 		reg:     newRegistry(),
 	}
+	s.poll = newPoller(s)
 	cfg = s.router.table().cfg
 	s.proxy = s.newHTTPProxy(newTransport(cfg))
 	s.http = &http.Server{
@@ -91,10 +97,11 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { s.reg.wait(); close(done) }()
 	select {
 	case <-done:
-		return err
 	case <-ctx.Done():
-		return errors.Join(err, ctx.Err())
+		err = errors.Join(err, ctx.Err())
 	}
+	s.poll.stop()
+	return err
 }
 
 // ServeHTTP routes one request: a WebSocket upgrade is relayed frame by
@@ -145,7 +152,24 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, t *table
 		s.log.Info("client handshake failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 		return
 	}
+	if !s.goroutinesOnly && isTCP(conn) && isTCP(bh.conn) {
+		l, err := s.poll.pick()
+		if err == nil {
+			err = s.startEconn(l, &t.cfg, rt, conn, bh.conn, pending, bh.pending, len(bh.exts) > 0)
+			if err != nil {
+				s.log.Warn("event loop refused a connection", zap.String("remote", r.RemoteAddr), zap.Error(err))
+			}
+			return
+		}
+	}
 	sess := s.newSession(&t.cfg, rt, conn, pending, bh)
 	s.reg.add(sess)
 	sess.run()
+}
+
+// isTCP reports whether c is a plain TCP socket, which the event loops can
+// drive; TLS connections need a goroutine per direction.
+func isTCP(c net.Conn) bool {
+	_, ok := c.(*net.TCPConn)
+	return ok
 }

@@ -133,7 +133,7 @@ func (s *session) relayUp(in []byte, now int64) (ending, bool) {
 				return backendWriteEnded(err), true
 			}
 		case evControl:
-			swallow, e, closing := s.upControl(now)
+			swallow, e, closing := s.upControl(out, now)
 			if swallow {
 				continue
 			}
@@ -176,7 +176,7 @@ func (s *session) relayDown(in []byte) (ending, bool) {
 				return clientWriteEnded(err), true
 			}
 		case evControl:
-			e, closing := s.downControl()
+			e, closing := s.downControl(out)
 			if err := s.toClient.relay(out, true, closing); err != nil {
 				return clientWriteEnded(err), true
 			}

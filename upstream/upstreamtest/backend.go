@@ -38,6 +38,7 @@ type Backend struct {
 
 	accepted atomic.Int64
 	messages atomic.Int64
+	pongs    atomic.Int64
 
 	// wg counts the Serve loop and every accepted TCP connection until it
 	// ends: until net/http reports it closed, or, once hijacked for a

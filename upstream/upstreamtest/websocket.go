@@ -92,6 +92,27 @@ func (b *Backend) CloseAll(code ws.StatusCode, reason string) {
 	wg.Wait()
 }
 
+// PingAll sends a ping with payload on every live WebSocket connection, as
+// an app server's own heartbeat does, and returns once the pings are
+// written. Pongs coming back are counted by Pongs.
+func (b *Backend) PingAll(payload string) {
+	b.mu.Lock()
+	live := make([]*websocket.Conn, 0, len(b.ws))
+	for wc := range b.ws {
+		if wc.c != nil {
+			live = append(live, wc.c)
+		}
+	}
+	b.mu.Unlock()
+	for _, c := range live {
+		_ = c.WriteControl(websocket.PingMessage, []byte(payload), time.Now().Add(closeWait))
+	}
+}
+
+// Pongs returns how many pongs the backend has received, whoever's ping
+// they answer: a proxy must keep the answers to its own pings to itself.
+func (b *Backend) Pongs() int64 { return b.pongs.Load() }
+
 // sendClose writes a close frame and arms the read deadline by which the
 // peer's close must arrive.
 func sendClose(c *websocket.Conn, msg []byte) {
@@ -266,6 +287,10 @@ func (b *Backend) wsChangedLocked() {
 // payload (RFC 6455 5.5.2) and a close with a close echoing its code
 // (5.5.1).
 func (b *Backend) echo(c *websocket.Conn) {
+	c.SetPongHandler(func(string) error {
+		b.pongs.Add(1)
+		return nil
+	})
 	for {
 		op, r, err := c.NextReader()
 		if err != nil {

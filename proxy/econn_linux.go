@@ -1,0 +1,565 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
+)
+
+// econn drives a relayed WebSocket from an event loop: non-blocking reads
+// and writes on the two sockets, a borrowed buffer only while bytes are in
+// flight, and timers on the loop's wheel. All its methods but requestClose
+// run on the loop's goroutine.
+type econn struct {
+	relayConn
+	wheelEntry[econn]
+	loop *loop
+	cfd  int32 // client socket
+	bfd  int32 // backend socket
+
+	upf   flow // client to backend
+	downf flow // backend to client
+
+	interest [2]uint32 // epoll interest now registered for cfd and bfd
+
+	nextPing int64 // when the next heartbeat ping is due; 0 when heartbeats are off
+	pingAt   int64 // when the outstanding ping went out; 0 when none
+	pingSeq  uint32
+	gone     bool // torn down
+
+	end         *ending // how it ends; nil while it does not
+	lingerUntil int64   // ended and waiting for the peers' close frames until then
+}
+
+// flow is one direction of an econn, from its source socket to its
+// destination. Kept small: an idle connection is mostly two of these.
+type flow struct {
+	buf   *[]byte // borrowed read buffer while input or output points into it
+	inOff int32   // input read and not framed yet is (*buf)[inOff:inEnd]
+	inEnd int32
+	out   []byte  // framed and not written yet
+	own   *[]byte // the proxy's own frames waiting for a boundary or for dst to take writes; nil when none
+
+	stalledAt int64 // when a write to dst first could not finish; 0 while it takes writes
+
+	outBoundary bool // out ends on a frame boundary
+	outClose    bool // out ends with a close frame
+	ownClose    bool // own ends with a close frame
+	midFrame    bool // dst has part of a relayed frame
+	closed      bool // a close frame went to dst: everything after is dropped (RFC 6455 section 5.5.1)
+	dstDead     bool // dst failed: everything for it is dropped
+	srcDone     bool // src sent its close frame or ended
+}
+
+// input is what was read and not framed yet.
+func (d *flow) input() []byte {
+	if d.buf == nil {
+		return nil
+	}
+	return (*d.buf)[d.inOff:d.inEnd]
+}
+
+// pending reports whether the flow holds bytes it has not written.
+func (d *flow) pending() bool { return len(d.out) > 0 || d.own != nil }
+
+// ends returns d's source and destination sockets.
+func (c *econn) ends(d *flow) (src, dst int) {
+	if d == &c.upf {
+		return int(c.cfd), int(c.bfd)
+	}
+	return int(c.bfd), int(c.cfd)
+}
+
+func (c *econn) timer() *wheelEntry[econn] { return &c.wheelEntry }
+
+// startEconn hands a handshaken connection pair to an event loop. The
+// net.Conns are given up: their sockets are duplicated into plain
+// descriptors, which is what the loop's state holds.
+func (s *Server) startEconn(l *loop, cfg *Config, rt route, client, backend net.Conn,
+	clientPending, backendPending []byte, extensions bool) error {
+	cfd, err := detachFD(client)
+	if err != nil {
+		return err
+	}
+	bfd, err := detachFD(backend)
+	if err != nil {
+		unix.Close(cfd)
+		return err
+	}
+	c := &econn{loop: l, cfd: int32(cfd), bfd: int32(bfd)}
+	c.init(s, cfg, rt, extensions)
+	c.upf.take(s.pool, clientPending)
+	c.downf.take(s.pool, backendPending)
+	s.reg.add(c)
+	if !l.post(c.start) {
+		unix.Close(cfd)
+		unix.Close(bfd)
+		s.reg.remove(c)
+		return errors.New("proxy is shutting down")
+	}
+	return nil
+}
+
+// take makes bytes read during the handshake the flow's first input.
+func (d *flow) take(pool *bufPool, pending []byte) {
+	if len(pending) == 0 {
+		return
+	}
+	d.buf = pool.get()
+	d.inOff, d.inEnd = 0, int32(copy(*d.buf, pending))
+}
+
+// detachFD duplicates conn's socket into a non-blocking descriptor owned by
+// the caller and closes conn.
+func detachFD(conn net.Conn) (int, error) {
+	sc, ok := conn.(syscall.Conn)
+	if !ok {
+		return -1, errors.New("not a socket")
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return -1, err
+	}
+	fd := -1
+	cerr := raw.Control(func(s uintptr) {
+		fd, err = unix.FcntlInt(s, unix.F_DUPFD_CLOEXEC, 0)
+	})
+	if cerr != nil {
+		return -1, cerr
+	}
+	if err != nil {
+		return -1, err
+	}
+	conn.Close()
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}
+
+// start registers the sockets and relays what came with the handshakes.
+func (c *econn) start() {
+	now := time.Now().UnixNano()
+	c.interest = [2]uint32{unix.EPOLLIN | unix.EPOLLRDHUP, unix.EPOLLIN | unix.EPOLLRDHUP}
+	if err := c.loop.register(int(c.cfd), c, c.interest[0]); err != nil {
+		c.finish(clientReadEnded(err), now)
+		c.teardown(now)
+		return
+	}
+	if err := c.loop.register(int(c.bfd), c, c.interest[1]); err != nil {
+		c.finish(backendReadEnded(err), now)
+		c.teardown(now)
+		return
+	}
+	if c.cfg.PingInterval > 0 {
+		c.nextPing = now + int64(c.cfg.PingInterval)
+	}
+	c.drive(&c.upf, now, false)
+	c.drive(&c.downf, now, false)
+	c.settle(now)
+}
+
+func (c *econn) requestClose(e ending) {
+	c.loop.post(func() {
+		if c.gone {
+			return
+		}
+		now := time.Now().UnixNano()
+		c.finish(e, now)
+		c.settle(now)
+	})
+}
+
+func (c *econn) onEvent(fd int, events uint32, now int64) {
+	if c.gone {
+		return
+	}
+	readable := events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	writable := events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
+	from, to := &c.upf, &c.downf // fd is the client's
+	if fd == int(c.bfd) {
+		from, to = &c.downf, &c.upf
+	}
+	if writable && to.pending() {
+		c.drive(to, now, false)
+	}
+	if readable && !from.srcDone {
+		c.drive(from, now, true)
+	}
+	if events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 && !from.srcDone {
+		// The socket failed while its reads were paused behind a stalled
+		// write; nothing more will come from it.
+		c.srcEnded(from, unix.ECONNRESET, now)
+	}
+	c.settle(now)
+}
+
+// drive moves bytes through d until src has nothing more for now, dst
+// stalls, or the direction is done. With read set it reads once from src
+// (fairness between connections comes from reading one buffer per event).
+func (c *econn) drive(d *flow, now int64, read bool) {
+	for !c.gone {
+		if len(d.out) > 0 && !c.writeOut(d, now) {
+			return
+		}
+		if d.own != nil && !d.midFrame && !c.writeOwn(d, now) {
+			return
+		}
+		if d.inOff < d.inEnd {
+			c.frame(d, now)
+			continue
+		}
+		c.release(d)
+		if !read || d.srcDone {
+			return
+		}
+		read = false
+		c.readSrc(d, now)
+		if d.inOff == d.inEnd {
+			return
+		}
+	}
+}
+
+// readSrc reads one buffer's worth from d's source.
+func (c *econn) readSrc(d *flow, now int64) {
+	src, _ := c.ends(d)
+	buf := c.srv.pool.get()
+	n, err := readFD(src, *buf)
+	switch {
+	case n > 0:
+		d.buf, d.inOff, d.inEnd = buf, 0, int32(n)
+		if d == &c.upf {
+			c.bytesUp.Add(int64(n))
+			c.lastRead.Store(now)
+		} else {
+			c.bytesDown.Add(int64(n))
+		}
+		return
+	case errors.Is(err, unix.EAGAIN):
+	case err == nil:
+		c.srcEnded(d, nil, now)
+	default:
+		c.srcEnded(d, err, now)
+	}
+	c.srv.pool.put(buf)
+}
+
+// frame passes d's input through its framer and decides about each step.
+func (c *econn) frame(d *flow, now int64) {
+	up := d == &c.upf
+	f := &c.down
+	if up {
+		f = &c.up
+	}
+	n, out, ev := f.step(d.input())
+	d.inOff += int32(n)
+	switch ev {
+	case evForward:
+		d.out, d.outBoundary, d.outClose = out, f.atBoundary(), false
+	case evControl:
+		var e ending
+		var closing, swallow bool
+		if up {
+			swallow, e, closing = c.upControl(out, now)
+		} else {
+			e, closing = c.downControl(out)
+		}
+		if swallow {
+			return
+		}
+		d.out, d.outBoundary, d.outClose = out, true, closing
+		if closing {
+			// Nothing may follow a close frame; whatever did is dropped.
+			d.srcDone, d.inOff = true, d.inEnd
+			c.finish(e, now)
+		}
+	case evViolation:
+		d.srcDone, d.inOff = true, d.inEnd
+		if up {
+			c.finish(c.upViolation(), now)
+		} else {
+			c.finish(c.downViolation(), now)
+		}
+	}
+}
+
+// writeOut writes d's relayed bytes; false when dst cannot take them now.
+func (c *econn) writeOut(d *flow, now int64) bool {
+	if d.closed || d.dstDead {
+		d.out = nil
+		return true
+	}
+	_, dst := c.ends(d)
+	n, err := writeFD(dst, d.out)
+	if n == len(d.out) {
+		d.out = nil
+		d.midFrame = !d.outBoundary
+		if d.outClose {
+			d.closed = true
+			d.own = nil
+		}
+		d.stalledAt = 0
+		return true
+	}
+	return c.wrote(d, n, err, &d.out, now)
+}
+
+// writeOwn writes the proxy's own frames queued for d's destination.
+func (c *econn) writeOwn(d *flow, now int64) bool {
+	if d.closed || d.dstDead {
+		d.own = nil
+		return true
+	}
+	_, dst := c.ends(d)
+	n, err := writeFD(dst, *d.own)
+	if n == len(*d.own) {
+		d.own = nil
+		if d.ownClose {
+			d.closed = true
+		}
+		d.stalledAt = 0
+		return true
+	}
+	return c.wrote(d, n, err, d.own, now)
+}
+
+// wrote handles a write to d's destination that did not take everything.
+func (c *econn) wrote(d *flow, n int, err error, rest *[]byte, now int64) bool {
+	if n > 0 {
+		*rest = (*rest)[n:]
+	}
+	if err != nil && !errors.Is(err, unix.EAGAIN) {
+		d.dstDead = true
+		d.out, d.own = nil, nil
+		if d == &c.upf {
+			c.finish(backendWriteEnded(err), now)
+		} else {
+			c.finish(clientWriteEnded(err), now)
+		}
+		return false
+	}
+	if d.stalledAt == 0 {
+		d.stalledAt = now
+	}
+	return false
+}
+
+// sendOwn queues a frame of the proxy's own for d's destination and writes
+// it when the relayed stream is between frames.
+func (c *econn) sendOwn(d *flow, frame []byte, isClose bool, now int64) {
+	if d.closed || d.ownClose || d.dstDead {
+		return
+	}
+	if d.own == nil || isClose {
+		d.own = new([]byte) // a queued ping is moot once closing
+	}
+	d.ownClose = isClose
+	*d.own = append(*d.own, frame...)
+	if !d.midFrame && len(d.out) == 0 {
+		c.writeOwn(d, now)
+	}
+}
+
+// srcEnded handles the end of d's source: EOF, reset or failure.
+func (c *econn) srcEnded(d *flow, err error, now int64) {
+	d.srcDone = true
+	if d == &c.upf {
+		c.finish(clientReadEnded(err), now)
+	} else {
+		c.finish(backendReadEnded(err), now)
+	}
+}
+
+// finish sets how the connection ends, the first time it is called: the
+// peers are told, and the connection lingers for their answers when the
+// ending asks for it.
+func (c *econn) finish(e ending, now int64) {
+	if c.end != nil {
+		return
+	}
+	c.end = &e
+	c.lingerUntil = now + int64(closeWait)
+	if e.peerClose {
+		return
+	}
+	if e.clientCode != 0 {
+		c.sendOwn(&c.downf, ws.MustCompileFrame(ws.NewCloseFrame(ws.NewCloseFrameBody(e.clientCode, e.clientReason))), true, now)
+	}
+	if e.backendCode != 0 {
+		f := ws.MaskFrameInPlaceWith(ws.NewCloseFrame(ws.NewCloseFrameBody(e.backendCode, e.backendReason)), randomMask())
+		c.sendOwn(&c.upf, ws.MustCompileFrame(f), true, now)
+	}
+	if !e.linger {
+		c.lingerUntil = now
+	}
+}
+
+// settle brings the registered interest and the timer in line with the
+// state after an event, and tears the connection down once it is over.
+func (c *econn) settle(now int64) {
+	if c.gone {
+		return
+	}
+	if c.end != nil && (c.done(&c.upf) && c.done(&c.downf) || now >= c.lingerUntil) {
+		c.teardown(now)
+		return
+	}
+	c.setInterest(0, int(c.cfd), &c.upf, &c.downf)
+	c.setInterest(1, int(c.bfd), &c.downf, &c.upf)
+	switch at := c.nextDeadline(); {
+	case at == 0:
+		c.loop.wheel.cancel(c)
+	case at != c.wheelEntry.at:
+		c.loop.wheel.schedule(c, at)
+	}
+}
+
+// done reports whether nothing more will move in direction d.
+func (c *econn) done(d *flow) bool {
+	return d.srcDone && (!d.pending() || d.dstDead)
+}
+
+// setInterest registers reads of fd while its flow can go on, and writes
+// while the flow into fd is stalled.
+func (c *econn) setInterest(i, fd int, from, into *flow) {
+	want := uint32(unix.EPOLLRDHUP)
+	if !from.srcDone && !from.pending() && from.inOff == from.inEnd {
+		want |= unix.EPOLLIN
+	}
+	if into.pending() && !into.dstDead {
+		want |= unix.EPOLLOUT
+	}
+	if want != c.interest[i] {
+		c.interest[i] = want
+		c.loop.modify(fd, want)
+	}
+}
+
+// nextDeadline is the earliest moment the connection needs attention; 0
+// for none.
+func (c *econn) nextDeadline() int64 {
+	var at int64
+	switch {
+	case c.end != nil:
+		at = c.lingerUntil
+	case c.pingAt != 0:
+		at = c.pingAt + int64(c.cfg.PongTimeout)
+	default:
+		at = c.nextPing
+	}
+	if t := c.upf.stalledAt; t != 0 {
+		at = earliest(at, t+int64(c.cfg.WriteTimeout))
+	}
+	if t := c.downf.stalledAt; t != 0 {
+		at = earliest(at, t+int64(c.cfg.WriteTimeout))
+	}
+	return at
+}
+
+// earliest of two deadlines, where 0 means none.
+func earliest(a, b int64) int64 {
+	if a == 0 || b != 0 && b < a {
+		return b
+	}
+	return a
+}
+
+// expire runs when a deadline passed: a stalled write, a missing pong, a
+// heartbeat due, or the end of lingering.
+func (c *econn) expire(now int64) {
+	if c.gone {
+		return
+	}
+	switch {
+	case c.downf.stalledAt != 0 && now-c.downf.stalledAt >= int64(c.cfg.WriteTimeout):
+		c.downf.dstDead, c.downf.out, c.downf.own = true, nil, nil
+		c.finish(clientWriteEnded(errSlowPeer), now)
+	case c.upf.stalledAt != 0 && now-c.upf.stalledAt >= int64(c.cfg.WriteTimeout):
+		c.upf.dstDead, c.upf.out, c.upf.own = true, nil, nil
+		c.finish(backendWriteEnded(errSlowPeer), now)
+	case c.end != nil:
+	case c.pingAt != 0 && now >= c.pingAt+int64(c.cfg.PongTimeout):
+		if c.pongOverdue(c.pingAt) {
+			c.finish(pongTimeout(), now)
+			break
+		}
+		c.nextPing, c.pingAt = c.pingAt+int64(c.cfg.PingInterval), 0
+	case c.pingAt == 0 && c.nextPing != 0 && now >= c.nextPing:
+		c.pingSeq++
+		payload := heartbeatPing(uint64(c.pingSeq))
+		var frame [2 + len(payload)]byte
+		frame[0], frame[1] = 0x80|byte(ws.OpPing), byte(len(payload))
+		copy(frame[2:], payload[:])
+		c.pingAt = now
+		c.sendOwn(&c.downf, frame[:], false, now)
+	}
+	c.settle(now)
+}
+
+// teardown closes both sockets and forgets the connection.
+func (c *econn) teardown(now int64) {
+	c.gone = true
+	c.loop.wheel.cancel(c)
+	c.loop.unregister(int(c.cfd))
+	c.loop.unregister(int(c.bfd))
+	unix.Close(int(c.cfd))
+	unix.Close(int(c.bfd))
+	for _, d := range [2]*flow{&c.upf, &c.downf} {
+		d.inOff, d.out, d.own = d.inEnd, nil, nil
+		c.release(d)
+	}
+	if c.end == nil {
+		c.end = &ending{cause: "proxy stopped", code: ws.StatusAbnormalClosure}
+	}
+	c.logEnd(*c.end)
+	c.srv.reg.remove(c)
+}
+
+// release gives d's read buffer back once nothing points into it.
+func (c *econn) release(d *flow) {
+	if d.buf != nil && d.inOff == d.inEnd && len(d.out) == 0 {
+		c.srv.pool.put(d.buf)
+		d.buf, d.inOff, d.inEnd, d.out = nil, 0, 0, nil
+	}
+}
+
+func readFD(fd int, p []byte) (int, error) {
+	for {
+		n, err := unix.Read(fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		return n, err
+	}
+}
+
+func writeFD(fd int, p []byte) (int, error) {
+	for {
+		n, err := unix.Write(fd, p)
+		if err == unix.EINTR {
+			continue
+		}
+		if n < 0 {
+			n = 0
+		}
+		return n, err
+	}
+}
+
+// randomMask is a masking key for the proxy's own frames to a backend
+// (RFC 6455 section 5.3); they are control frames, so a fast source does.
+func randomMask() [4]byte {
+	var m [4]byte
+	v := rand.Uint32()
+	m[0], m[1], m[2], m[3] = byte(v), byte(v>>8), byte(v>>16), byte(v>>24)
+	return m
+}

@@ -1,0 +1,192 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// poller spreads plain-TCP WebSockets over a few event loops, one per CPU,
+// so that an idle connection costs its state and no goroutine or buffer.
+// It is safe for concurrent use.
+type poller struct {
+	srv   *Server
+	once  sync.Once
+	err   error
+	loops []*loop
+	next  atomic.Uint32
+	wg    sync.WaitGroup // one per running loop
+}
+
+func newPoller(srv *Server) *poller { return &poller{srv: srv} }
+
+// pick returns the loop for a new connection, starting the loops the first
+// time.
+func (p *poller) pick() (*loop, error) {
+	p.once.Do(func() {
+		for range runtime.GOMAXPROCS(0) {
+			l, err := newLoop(p.srv)
+			if err != nil {
+				p.err = err
+				return
+			}
+			p.loops = append(p.loops, l)
+			p.wg.Go(l.run)
+		}
+	})
+	if p.err != nil {
+		return nil, p.err
+	}
+	if len(p.loops) == 0 {
+		return nil, errors.New("event loops stopped")
+	}
+	return p.loops[p.next.Add(1)%uint32(len(p.loops))], nil
+}
+
+// stop tears down whatever connections remain and ends the loops.
+func (p *poller) stop() {
+	p.once.Do(func() {}) // no loops may start after this
+	for _, l := range p.loops {
+		l.post(l.stop)
+	}
+	p.wg.Wait()
+}
+
+// loop is one event loop: an epoll instance and the connections registered
+// with it. Everything but post runs on the loop's goroutine.
+type loop struct {
+	srv  *Server
+	epfd int
+	wake int // eventfd that interrupts epoll_wait for posted tasks
+
+	mu      sync.Mutex // guards tasks and stopped
+	tasks   []func()
+	stopped bool
+
+	conns   []*econn // by file descriptor
+	wheel   *wheel[econn, *econn]
+	running bool
+}
+
+func newLoop(srv *Server) (*loop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("epoll_create: %w", err)
+	}
+	wake, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("eventfd: %w", err)
+	}
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wake)}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wake, &ev); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, fmt.Errorf("epoll_ctl: %w", err)
+	}
+	return &loop{srv: srv, epfd: epfd, wake: wake, wheel: newWheel[econn](time.Now().UnixNano()), running: true}, nil
+}
+
+// post runs f on the loop's goroutine soon. It reports false when the loop
+// has stopped and f will never run.
+func (l *loop) post(f func()) bool {
+	l.mu.Lock()
+	if l.stopped {
+		l.mu.Unlock()
+		return false
+	}
+	l.tasks = append(l.tasks, f)
+	first := len(l.tasks) == 1
+	l.mu.Unlock()
+	if first {
+		var one = [8]byte{1}
+		unix.Write(l.wake, one[:])
+	}
+	return true
+}
+
+func (l *loop) run() {
+	defer unix.Close(l.epfd)
+	defer unix.Close(l.wake)
+	events := make([]unix.EpollEvent, 256)
+	for l.running {
+		timeout := -1
+		if l.wheel.pending() {
+			timeout = int(wheelTick / time.Millisecond)
+		}
+		n, err := unix.EpollWait(l.epfd, events, timeout)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			l.srv.log.Error("epoll_wait failed; closing this loop's connections")
+			l.stop()
+			return
+		}
+		now := time.Now().UnixNano()
+		for i := range n {
+			fd := int(events[i].Fd)
+			if fd == l.wake {
+				var buf [8]byte
+				unix.Read(l.wake, buf[:])
+				continue
+			}
+			if fd < len(l.conns) && l.conns[fd] != nil {
+				l.conns[fd].onEvent(fd, events[i].Events, now)
+			}
+		}
+		l.runTasks()
+		l.wheel.advance(now)
+	}
+}
+
+func (l *loop) runTasks() {
+	l.mu.Lock()
+	tasks := l.tasks
+	l.tasks = nil
+	l.mu.Unlock()
+	for _, f := range tasks {
+		f()
+	}
+}
+
+// stop tears down every connection of the loop and ends it.
+func (l *loop) stop() {
+	l.mu.Lock()
+	l.stopped = true
+	l.mu.Unlock()
+	now := time.Now().UnixNano()
+	for _, c := range l.conns {
+		if c != nil && !c.gone {
+			c.teardown(now)
+		}
+	}
+	l.runTasks()
+	l.running = false
+}
+
+// register adds fd for c with the given interest.
+func (l *loop) register(fd int, c *econn, events uint32) error {
+	for fd >= len(l.conns) {
+		l.conns = append(l.conns, nil)
+	}
+	l.conns[fd] = c
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
+}
+
+func (l *loop) modify(fd int, events uint32) {
+	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
+}
+
+func (l *loop) unregister(fd int) {
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	if fd < len(l.conns) {
+		l.conns[fd] = nil
+	}
+}
