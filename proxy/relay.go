@@ -38,9 +38,9 @@ type liveConn interface {
 // bytes: who it connects, the framing of both directions, and counters the
 // admin endpoints read while it runs.
 type relayConn struct {
-	id      uint64
-	srv     *Server
-	cfg     *Config // as of the handshake; a reload applies to new connections
+	id  uint64
+	srv *Server
+	cfg *Config // as of the handshake; a reload applies to new connections
 	placement
 	started int64 // unix nanoseconds
 	regIdx  int32 // position in the registry's list for the backend; guarded by the registry
