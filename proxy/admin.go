@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/wsedge/wsedge/affinity"
@@ -119,7 +120,7 @@ func (s *Server) Connections(backend string) []SessionInfo {
 }
 
 // Ready reports whether the proxy can route: its ring has a member.
-func (s *Server) Ready() bool { return s.router.table().ring.Len() > 0 }
+func (s *Server) Ready() bool { return !s.stopping.Load() && s.router.table().ring.Len() > 0 }
 
 // AdminHandler serves the proxy's own admin endpoints: /healthz, /readyz,
 // /debug/ring (with ?key=K to explain one route) and /debug/connections
@@ -130,7 +131,11 @@ func (s *Server) AdminHandler() http.Handler {
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !s.Ready() {
+		switch {
+		case s.stopping.Load():
+			http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+			return
+		case !s.Ready():
 			http.Error(w, "not ready: no backend in the ring", http.StatusServiceUnavailable)
 			return
 		}
@@ -150,6 +155,24 @@ func (s *Server) AdminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /debug/connections", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, s.Connections(r.URL.Query().Get("backend")))
+	})
+	mux.HandleFunc("POST /debug/drain", func(w http.ResponseWriter, r *http.Request) {
+		backend := r.URL.Query().Get("backend")
+		if backend == "" {
+			http.Error(w, "want ?backend=host:port", http.StatusBadRequest)
+			return
+		}
+		rate := 0
+		if v := r.URL.Query().Get("rate"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n <= 0 {
+				http.Error(w, "rate must be a positive number of closes a second", http.StatusBadRequest)
+				return
+			}
+			rate = n
+		}
+		n := s.Drain(backend, rate)
+		writeJSON(w, map[string]any{"backend": backend, "closing": n, "rate": rate})
 	})
 	return mux
 }

@@ -30,6 +30,21 @@ type Config struct {
 	Trusted affinity.TrustedProxies // peers whose forwarding headers are believed
 
 	VNodes int // ring points per unit of weight; zero means 160
+	// LoadFactor above 1 turns on bounded loads: a key seen for the first
+	// time does not go to a backend holding more than LoadFactor times the
+	// mean of live connections. Zero keeps the plain ring, on which every
+	// proxy agrees.
+	LoadFactor float64
+
+	// KeepRemoved leaves the connections of a backend that left the ring
+	// open until they end by themselves, instead of closing them with 1012.
+	KeepRemoved bool
+	// MigrateOnAdd closes, with 1012, the connections whose key now maps to
+	// a backend that joined the ring, so they reconnect to it.
+	MigrateOnAdd bool
+	// MigrateRate caps the closes per second when migrating, draining or
+	// shutting down; zero means 200.
+	MigrateRate int
 
 	HandshakeTimeout time.Duration // whole client and backend handshake; zero means 5s
 	PingInterval     time.Duration // proxy pings clients this often; zero means never
@@ -48,6 +63,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.VNodes <= 0 {
 		c.VNodes = 160
+	}
+	if c.MigrateRate <= 0 {
+		c.MigrateRate = 200
 	}
 	if c.HandshakeTimeout <= 0 {
 		c.HandshakeTimeout = 5 * time.Second

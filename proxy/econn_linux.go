@@ -86,11 +86,16 @@ func (s *Server) startEconn(l *loop, cfg *Config, rt route, client, backend net.
 	clientPending, backendPending []byte, extensions bool) error {
 	cfd, err := detachFD(client)
 	if err != nil {
+		client.Close()
+		backend.Close()
+		s.reg.unreserve(rt.backend)
 		return err
 	}
 	bfd, err := detachFD(backend)
 	if err != nil {
 		unix.Close(cfd)
+		backend.Close()
+		s.reg.unreserve(rt.backend)
 		return err
 	}
 	c := &econn{loop: l, cfd: int32(cfd), bfd: int32(bfd)}
@@ -175,6 +180,14 @@ func (c *econn) requestClose(e ending) {
 		now := time.Now().UnixNano()
 		c.finish(e, now)
 		c.settle(now)
+	})
+}
+
+func (c *econn) abort() {
+	c.loop.post(func() {
+		if !c.gone {
+			c.teardown(time.Now().UnixNano())
+		}
 	})
 }
 

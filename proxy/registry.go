@@ -3,23 +3,61 @@ package proxy
 import "sync"
 
 // registry knows every live connection, by backend, because the HTTP server
-// stops tracking a connection once it is hijacked: shutdown, rebalancing
-// and the admin endpoints all start here. It is safe for concurrent use.
+// stops tracking a connection once it is hijacked: shutdown, rebalancing,
+// bounded loads and the admin endpoints all start here. It is safe for
+// concurrent use.
 type registry struct {
-	mu        sync.Mutex            // guards byBackend and each relayConn's regIdx
+	mu        sync.Mutex            // guards the maps, total and each relayConn's regIdx
 	byBackend map[string][]liveConn // each connection at its relayConn's regIdx
-	live      sync.WaitGroup        // one count per live connection
+	pending   map[string]int        // handshakes under way, already counted as load
+	total     int                   // live connections plus pending handshakes
+	live      int                   // live connections
+	empty     chan struct{}         // closed while live is 0
 }
 
 func newRegistry() *registry {
-	return &registry{byBackend: make(map[string][]liveConn)}
+	empty := make(chan struct{})
+	close(empty)
+	return &registry{byBackend: make(map[string][]liveConn), pending: make(map[string]int), empty: empty}
 }
 
+// reserve counts a handshake under way towards backend's load, so that a
+// burst of new clients sees each other's placements. Every reserve is
+// followed by add or unreserve.
+func (r *registry) reserve(backend string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.reserveLocked(backend)
+}
+
+func (r *registry) reserveLocked(backend string) {
+	r.pending[backend]++
+	r.total++
+}
+
+// unreserve forgets a handshake that failed.
+func (r *registry) unreserve(backend string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.unpend(backend)
+	r.total--
+}
+
+func (r *registry) unpend(backend string) {
+	if r.pending[backend]--; r.pending[backend] <= 0 {
+		delete(r.pending, backend)
+	}
+}
+
+// add registers a connection whose handshake was reserved.
 func (r *registry) add(c liveConn) {
-	r.live.Add(1)
 	rc := c.relay()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.live++; r.live == 1 {
+		r.empty = make(chan struct{})
+	}
+	r.unpend(rc.backend)
 	list := r.byBackend[rc.backend]
 	rc.regIdx = int32(len(list))
 	r.byBackend[rc.backend] = append(list, c)
@@ -39,8 +77,17 @@ func (r *registry) remove(c liveConn) {
 	} else {
 		r.byBackend[rc.backend] = list[:last]
 	}
+	r.total--
+	if r.live--; r.live == 0 {
+		close(r.empty)
+	}
 	r.mu.Unlock()
-	r.live.Done()
+}
+
+// loadLocked returns backend's live connections plus its handshakes under
+// way, and the same over all backends. r.mu must be held.
+func (r *registry) loadLocked(backend string) (n, total int) {
+	return len(r.byBackend[backend]) + r.pending[backend], r.total
 }
 
 // sessions returns the live connections of backend, or of every backend
@@ -69,5 +116,10 @@ func (r *registry) counts() map[string]int {
 	return out
 }
 
-// wait blocks until every connection has ended.
-func (r *registry) wait() { r.live.Wait() }
+// emptied returns a channel that is closed once no connection is live; a
+// connection registering later does not reopen it.
+func (r *registry) emptied() <-chan struct{} {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.empty
+}

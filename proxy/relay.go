@@ -32,6 +32,8 @@ type liveConn interface {
 	// requestClose asks the connection to end with e, unless it is ending
 	// already. Safe to call from any goroutine.
 	requestClose(e ending)
+	// abort cuts both sockets now, without waiting for anyone.
+	abort()
 }
 
 // relayConn is what every relayed WebSocket has, whichever driver moves its

@@ -97,8 +97,17 @@ type route struct {
 	setCookie string
 }
 
-// route picks the backend for a request from peer with headers h.
-func (t *table) route(peer netip.Addr, h http.Header) (route, error) {
+// loadView is what bounded loads need to know: live connections per
+// backend, and where keys were placed before.
+type loadView interface {
+	load(backend string) (n, total int)
+	placed(key uint64) (backend string, ok bool)
+	place(key uint64, backend string)
+}
+
+// route picks the backend for a request from peer with headers h. loads is
+// consulted when bounded loads are on.
+func (t *table) route(peer netip.Addr, h http.Header, loads loadView) (route, error) {
 	rt := route{
 		placement:   placement{client: t.cfg.Trusted.ClientIP(peer, h.Values("X-Forwarded-For"), h.Values("Forwarded"))},
 		peer:        peer,
@@ -122,11 +131,33 @@ func (t *table) route(peer netip.Addr, h http.Header) (route, error) {
 	if i < 0 {
 		return rt, ErrNoBackend
 	}
+	if t.cfg.LoadFactor > 0 && loads != nil {
+		i = t.boundedOwner(rt.key, loads)
+	}
 	rt.backend = t.ring.Member(i).Addr
 	if t.cfg.Key == KeyCookie {
 		rt.setCookie = affinity.Token(rt.backend)
 	}
 	return rt, nil
+}
+
+// boundedOwner places a key by consistent hashing with bounded loads: the
+// first backend clockwise from the key that is under its bound. A key keeps
+// the backend it was first given while that backend is in the ring, so
+// established clients never move because of load. In cookie mode the route
+// token carries the placement, so every proxy honours it.
+func (t *table) boundedOwner(key uint64, loads loadView) int {
+	if b, ok := loads.placed(key); ok {
+		if i, ok := t.ring.Index(b); ok {
+			return i
+		}
+	}
+	i := t.ring.LookupBounded(key, func(i int) bool {
+		n, total := loads.load(t.ring.Member(i).Addr)
+		return n < t.ring.BoundedLimit(i, total, t.cfg.LoadFactor)
+	})
+	loads.place(key, t.ring.Member(i).Addr)
+	return i
 }
 
 // routeCookie is the Set-Cookie value that pins a client to its backend.

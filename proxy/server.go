@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -23,6 +24,14 @@ type Server struct {
 	members memberSource
 	pool    *bufPool
 	reg     *registry
+	places  *placements
+	mig     *migrator
+	drains  sync.WaitGroup // background drains, ended by Shutdown
+
+	// life ends when Shutdown starts; background work stops with it.
+	life     context.Context
+	endLife  context.CancelFunc
+	stopping atomic.Bool
 	proxy   *httputil.ReverseProxy
 	http    *http.Server
 	poll    *poller
@@ -44,7 +53,10 @@ func New(cfg Config, members memberSource, log *zap.Logger) *Server {
 		members: members,
 		pool:    newBufPool(),
 		reg:     newRegistry(),
+		places:  newPlacements(),
+		mig:     newMigrator(),
 	}
+	s.life, s.endLife = context.WithCancel(context.Background())
 	s.poll = newPoller(s)
 	cfg = s.router.table().cfg
 	s.proxy = s.newHTTPProxy(newTransport(cfg))
@@ -64,51 +76,54 @@ func (s *Server) Serve(ln net.Listener) error {
 	return s.http.Serve(ln)
 }
 
-// WatchMembers rebuilds the ring whenever the member set changes, until ctx
-// ends.
-func (s *Server) WatchMembers(ctx context.Context) {
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-s.members.Changed():
-			_, cur := s.router.setMembers(s.members.Snapshot())
-			s.log.Info("ring changed", zap.Int("backends", cur.ring.Len()),
-				zap.Uint64("version", cur.snapshot.Version))
-		}
-	}
-}
-
 // SetConfig applies cfg to new connections; live ones keep theirs.
 func (s *Server) SetConfig(cfg Config) {
 	s.router.setConfig(cfg)
 }
 
-// Shutdown stops accepting, finishes in-flight HTTP requests, closes every
-// live WebSocket with 1001 and waits for them until ctx ends.
+// Shutdown stops accepting, reports not ready, closes every live WebSocket
+// with 1001 at migrate_rate while in-flight HTTP requests finish, and waits
+// for all of it until ctx ends; whatever is left then is cut.
 func (s *Server) Shutdown(ctx context.Context) error {
-	err := s.http.Shutdown(ctx)
-	for _, sess := range s.reg.sessions("") {
-		sess.requestClose(ending{cause: "proxy shutting down", linger: true,
-			clientCode: ws.StatusGoingAway, clientReason: "proxy shutting down", code: ws.StatusGoingAway,
-			backendCode: ws.StatusGoingAway, backendReason: "proxy shutting down"})
+	s.stopping.Store(true)
+	httpDone := make(chan error, 1)
+	go func() { httpDone <- s.http.Shutdown(ctx) }()
+	s.endLife()
+	s.drains.Wait()
+	goingAway := ending{cause: "proxy shutting down", linger: true,
+		clientCode: ws.StatusGoingAway, clientReason: "proxy shutting down", code: ws.StatusGoingAway,
+		backendCode: ws.StatusGoingAway, backendReason: "proxy shutting down"}
+	rate := s.router.table().cfg.MigrateRate
+	// Handshakes under way when the listener closed register late: go
+	// round until nothing is left.
+	for ctx.Err() == nil {
+		conns := s.reg.sessions("")
+		if len(conns) == 0 {
+			break
+		}
+		closePaced(ctx, conns, rate, goingAway)
+		select {
+		case <-s.reg.emptied():
+		case <-ctx.Done():
+		case <-time.After(closeWait + lastWordTimeout):
+		}
 	}
-	done := make(chan struct{})
-	go func() { s.reg.wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		err = errors.Join(err, ctx.Err())
+	var err error
+	if ctx.Err() != nil {
+		for _, c := range s.reg.sessions("") {
+			c.abort()
+		}
+		err = ctx.Err()
 	}
 	s.poll.stop()
-	return err
+	<-s.reg.emptied()
+	return errors.Join(err, <-httpDone)
 }
 
 // ServeHTTP routes one request: a WebSocket upgrade is relayed frame by
 // frame, anything else is reverse proxied, both to the client's backend.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	t := s.router.table()
-	rt, err := t.route(peerAddr(r), r.Header)
 	upgrade := isWebSocketUpgrade(r)
 	if upgrade {
 		if he := checkClientHandshake(r); he != nil {
@@ -116,6 +131,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	rt, err := s.route(t, r, upgrade)
 	if err != nil {
 		s.writeHandshakeError(w, r, &handshakeError{status: http.StatusServiceUnavailable, msg: err.Error(), err: err})
 		return
@@ -127,7 +143,44 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.serveWebSocket(w, r, t, rt)
 }
 
+// route routes r. A WebSocket's route is reserved in the registry, counted
+// as load, until its connection registers or its handshake fails; with
+// bounded loads the choice and the reservation are one step, so a burst of
+// clients cannot all pile onto the same backend.
+func (s *Server) route(t *table, r *http.Request, websocket bool) (route, error) {
+	if t.cfg.LoadFactor <= 0 {
+		rt, err := t.route(peerAddr(r), r.Header, nil)
+		if err == nil && websocket {
+			s.reg.reserve(rt.backend)
+		}
+		return rt, err
+	}
+	s.reg.mu.Lock()
+	defer s.reg.mu.Unlock()
+	rt, err := t.route(peerAddr(r), r.Header, boundedView{s})
+	if err == nil && websocket {
+		s.reg.reserveLocked(rt.backend)
+	}
+	return rt, err
+}
+
+// boundedView shows bounded loads the registry, whose lock the caller
+// holds, and the remembered placements.
+type boundedView struct{ s *Server }
+
+func (v boundedView) load(backend string) (int, int) { return v.s.reg.loadLocked(backend) }
+
+func (v boundedView) placed(key uint64) (string, bool) { return v.s.places.get(key, time.Now()) }
+
+func (v boundedView) place(key uint64, backend string) { v.s.places.put(key, backend, time.Now()) }
+
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, t *table, rt route) {
+	registered := false
+	defer func() {
+		if !registered {
+			s.reg.unreserve(rt.backend)
+		}
+	}()
 	bh, err := s.dialBackend(r.Context(), t, r, rt)
 	if err != nil {
 		var ref *refusal
@@ -152,6 +205,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, t *table
 		s.log.Info("client handshake failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
 		return
 	}
+	registered = true
 	if !s.goroutinesOnly && isTCP(conn) && isTCP(bh.conn) {
 		l, err := s.poll.pick()
 		if err == nil {

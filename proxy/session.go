@@ -48,6 +48,11 @@ func (s *session) requestClose(e ending) {
 	}
 }
 
+func (s *session) abort() {
+	s.client.Close()
+	s.backend.Close()
+}
+
 func (s *session) run() {
 	results := make(chan ending, 2) // a slot per pump: no sender blocks
 	var wg sync.WaitGroup

@@ -17,7 +17,9 @@ usage:
   wsedge serve  --config proxy.toml     run the proxy (also: wsedge --config ...)
   wsedge check  --config proxy.toml     validate a config; exit 1 listing every problem
   wsedge route  --config proxy.toml KEY print which backend KEY routes to now, and why
+  wsedge agent  --join HOST:PORT --advertise ADDR  run beside a backend and gossip it into the ring (--help: all flags)
   wsedge demo                           run the proxy on 127.0.0.1:8080 with three echo backends
+  wsedge bench  MODE ...                WebSocket load generator: idle, echo, handshake; backend serves echo
   wsedge version                        print the version
 `
 
@@ -39,8 +41,12 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return check(args, stdout, stderr)
 	case "route":
 		return routeCmd(args, stdout, stderr)
+	case "agent":
+		return agentCmd(ctx, args, stdout, stderr)
 	case "demo":
 		return demo(ctx, args, stdout, stderr)
+	case "bench":
+		return benchCmd(ctx, args, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, versionString())
 		return nil

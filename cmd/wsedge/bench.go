@@ -1,0 +1,205 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"time"
+
+	"github.com/wsedge/wsedge/cmd/wsedge/internal/bench"
+)
+
+// defaultSources spreads client connections over 4,063 loopback addresses
+// in 16 /24s; see package bench.
+const defaultSources = "127.0.0.2-127.0.15.254"
+
+const benchUsage = `usage:
+  wsedge bench idle      --target ws://127.0.0.1:8080/ --conns N [--hold 10s] [--ramp 2000/s] [--procs P] [--pids 1,2]
+  wsedge bench echo      --target URL --conns C --size 64 --duration 5s [--warmup 2s] [--pids ...] [--backend-pids ...]
+  wsedge bench handshake --target URL --workers W --duration 5s [--warmup 1s] [--pids ...] [--backend-pids ...]
+  wsedge bench backend   --listen 127.0.100.1:9001 [--listen ...] [--duration 1h]
+Targets and sources must be loopback addresses. --json prints the result as JSON.
+`
+
+// benchCmd runs `wsedge bench MODE`: flag parsing only; package bench does
+// the work.
+func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, benchUsage)
+		return errors.New("bench: missing mode")
+	}
+	mode, args := args[0], args[1:]
+	fs := newFlags("bench "+mode, stderr)
+	asJSON := fs.Bool("json", false, "print the result as JSON")
+	var run func() (any, error)
+	switch mode {
+	case "idle":
+		run = idleFlags(ctx, fs, args, stdout)
+	case "echo":
+		run = echoFlags(ctx, fs)
+	case "handshake":
+		run = handshakeFlags(ctx, fs)
+	case "backend":
+		var listen stringList
+		fs.Var(&listen, "listen", "address to serve on; repeat for several")
+		limit := fs.Duration("duration", time.Hour, "stop after this long")
+		run = func() (any, error) {
+			return nil, bench.RunBackend(ctx, listen, *limit, stdout, *asJSON)
+		}
+	default:
+		fmt.Fprint(stderr, benchUsage)
+		return fmt.Errorf("bench: unknown mode %q", mode)
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench %s: unexpected argument %q", mode, fs.Arg(0))
+	}
+	res, err := run()
+	if err != nil || res == nil {
+		return err
+	}
+	return bench.WriteReport(stdout, res, *asJSON)
+}
+
+// clientFlags are the flags every load mode shares.
+type clientFlags struct {
+	targets          bench.Targets
+	sources          string
+	proxy, backend   string
+	timeout, wait    time.Duration
+	duration, warmup time.Duration
+}
+
+func (c *clientFlags) register(fs *flag.FlagSet, warmup time.Duration) {
+	fs.Var(&c.targets, "target", "ws:// URL on a loopback address; repeat for several (connections alternate)")
+	fs.StringVar(&c.sources, "sources", defaultSources, `local addresses to bind, round-robin ("" lets the kernel choose)`)
+	fs.StringVar(&c.proxy, "pids", "", "proxy process IDs, comma-separated: CPU (echo, handshake) or memory (idle) is read from /proc")
+	fs.StringVar(&c.backend, "backend-pids", "", "backend process IDs whose CPU is read")
+	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "bound on one connect and upgrade")
+	fs.DurationVar(&c.wait, "wait", 10*time.Second, "wait this long for the target to complete a handshake before starting")
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "measured window")
+	fs.DurationVar(&c.warmup, "warmup", warmup, "unmeasured run before the window")
+}
+
+// parsed returns the sources and PID lists, and waits for the targets.
+func (c *clientFlags) parsed(ctx context.Context) (src *bench.Sources, proxy, backend bench.PIDs, err error) {
+	if len(c.targets) == 0 {
+		return nil, nil, nil, errors.New("bench: --target is required")
+	}
+	if c.sources != "" {
+		if src, err = bench.ParseSources(c.sources); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	if proxy, err = bench.ParsePIDs(c.proxy); err != nil {
+		return nil, nil, nil, err
+	}
+	if backend, err = bench.ParsePIDs(c.backend); err != nil {
+		return nil, nil, nil, err
+	}
+	for _, t := range c.targets {
+		if err := bench.WaitReady(ctx, t, c.wait); err != nil {
+			return nil, nil, nil, err
+		}
+	}
+	return src, proxy, backend, nil
+}
+
+func echoFlags(ctx context.Context, fs *flag.FlagSet) func() (any, error) {
+	var c clientFlags
+	c.register(fs, 2*time.Second)
+	conns := fs.Int("conns", 100, "connections, each a closed loop")
+	size := fs.String("size", "64", "message payload: bytes, or e.g. 4KiB")
+	return func() (any, error) {
+		n, err := bench.ParseSize(*size)
+		if err != nil {
+			return nil, err
+		}
+		src, proxy, backend, err := c.parsed(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return bench.Echo(ctx, bench.EchoConfig{
+			Targets: c.targets, Sources: src, Conns: *conns, Size: n, Duration: c.duration, Warmup: c.warmup,
+			DialTimeout: c.timeout, Proxy: proxy, Backend: backend,
+		})
+	}
+}
+
+func handshakeFlags(ctx context.Context, fs *flag.FlagSet) func() (any, error) {
+	var c clientFlags
+	c.register(fs, time.Second)
+	workers := fs.Int("workers", 50, "concurrent connect-upgrade-close loops")
+	return func() (any, error) {
+		src, proxy, backend, err := c.parsed(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return bench.Handshake(ctx, bench.HandshakeConfig{
+			Targets: c.targets, Sources: src, Workers: *workers, Duration: c.duration, Warmup: c.warmup,
+			DialTimeout: c.timeout, Proxy: proxy, Backend: backend,
+		})
+	}
+}
+
+// idleFlags parses idle's flags. With --part the process is one generator
+// of a multi-process run, started by its parent with the parent's own
+// arguments plus --part.
+func idleFlags(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.Writer) func() (any, error) {
+	var c clientFlags
+	c.register(fs, 0)
+	conns := fs.Int("conns", 1000, "connections to open and hold")
+	hold := fs.Duration("hold", 10*time.Second, "how long to hold them once open; memory is sampled at the end")
+	ramp := fs.String("ramp", "2000/s", "new connections per second, at most")
+	procs := fs.Int("procs", 0, "generator processes (0: one per 18,000 connections, the fd limit allowing)")
+	part := fs.String("part", "", "internal: run one generator's part, first:conns:rate")
+	return func() (any, error) {
+		rate, err := bench.ParseRate(*ramp)
+		if err != nil {
+			return nil, err
+		}
+		cfg := bench.IdleConfig{Targets: c.targets, Conns: *conns, Hold: *hold, Rate: rate, DialTimeout: c.timeout}
+		if *part != "" {
+			p, err := bench.ParseIdlePart(*part)
+			if err != nil {
+				return nil, err
+			}
+			if c.sources != "" {
+				if cfg.Sources, err = bench.ParseSources(c.sources); err != nil {
+					return nil, err
+				}
+			}
+			return nil, bench.RunIdlePart(ctx, cfg, p, os.Stdin, stdout)
+		}
+		if cfg.Sources, cfg.PIDs, _, err = c.parsed(ctx); err != nil {
+			return nil, err
+		}
+		cfg.Procs = *procs
+		if cfg.Procs == 0 {
+			cfg.Procs = (cfg.Conns + 17999) / 18000
+		}
+		self, err := os.Executable()
+		if err != nil {
+			return nil, err
+		}
+		cfg.Spawn = func(ctx context.Context, p bench.IdlePart) (bench.Cmd, error) {
+			argv := append([]string{"bench", "idle"}, args...)
+			cmd := exec.CommandContext(ctx, self, append(argv, "--part", p.String())...)
+			cmd.Stderr = os.Stderr
+			return cmd, nil
+		}
+		return bench.Idle(ctx, cfg)
+	}
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string     { return fmt.Sprint(*l) }
+func (l *stringList) Set(s string) error { *l = append(*l, s); return nil }

@@ -1,0 +1,139 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+
+	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
+)
+
+const (
+	// defaultDialTimeout bounds a TCP connect plus the upgrade.
+	defaultDialTimeout = 5 * time.Second
+	// handshakeBufferSize holds the server's 101 response head; the
+	// proxies measured send 150-300 bytes.
+	handshakeBufferSize = 1024
+	// maxDialsInFlight bounds concurrent connects when opening many
+	// connections, so that a slow target sees a queue, not a SYN flood.
+	maxDialsInFlight = 128
+)
+
+// DialError says which connection failed and at what step.
+type DialError struct {
+	Source netip.Addr // zero when the kernel chose
+	Target string
+	Step   string // "connect" or "upgrade"
+	Err    error
+}
+
+func (e *DialError) Error() string {
+	src := "any"
+	if e.Source.IsValid() {
+		src = e.Source.String()
+	}
+	return fmt.Sprintf("%s %s from %s: %v", e.Step, e.Target, src, e.Err)
+}
+
+func (e *DialError) Unwrap() error { return e.Err }
+
+// dialer opens client WebSocket connections: connection i from source i
+// and to target i, round-robin over each list. It is safe for concurrent
+// use.
+type dialer struct {
+	targets Targets
+	sources *Sources
+	timeout time.Duration
+}
+
+func newDialer(targets Targets, sources *Sources, timeout time.Duration) (*dialer, error) {
+	if len(targets) == 0 {
+		return nil, errors.New("no target")
+	}
+	if timeout <= 0 {
+		timeout = defaultDialTimeout
+	}
+	return &dialer{targets: targets, sources: sources, timeout: timeout}, nil
+}
+
+// dial connects and upgrades connection i. The returned reader holds any
+// bytes the server sent right after its 101 and then reads from the
+// connection; size is its buffer size.
+func (d *dialer) dial(ctx context.Context, i, size int) (net.Conn, *bufio.Reader, error) {
+	tg, src := d.targets.at(i), d.sources.At(i)
+	ctx, cancel := context.WithTimeout(ctx, d.timeout)
+	defer cancel()
+	nd := net.Dialer{Control: bindNoPort}
+	if src.IsValid() {
+		nd.LocalAddr = &net.TCPAddr{IP: src.AsSlice()}
+	}
+	conn, err := nd.DialContext(ctx, "tcp", tg.Addr)
+	if err != nil {
+		return nil, nil, &DialError{Source: src, Target: tg.Addr, Step: "connect", Err: err}
+	}
+	deadline, _ := ctx.Deadline()
+	_ = conn.SetDeadline(deadline)
+	// The deadline bounds the upgrade; a cancelled ctx cuts it short.
+	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
+	br, _, err := ws.Dialer{ReadBufferSize: handshakeBufferSize}.Upgrade(conn, tg.u)
+	stopped := stop()
+	if err == nil && !stopped {
+		err = context.Cause(ctx)
+	}
+	if err != nil {
+		conn.Close()
+		return nil, nil, &DialError{Source: src, Target: tg.Addr, Step: "upgrade", Err: err}
+	}
+	_ = conn.SetDeadline(time.Time{})
+	if br == nil {
+		return conn, bufio.NewReaderSize(conn, size), nil
+	}
+	// Bytes past the 101 sit in br (a pooled reader, kept for good).
+	return conn, bufio.NewReaderSize(io.MultiReader(br, conn), size), nil
+}
+
+// bindNoPort sets IP_BIND_ADDRESS_NO_PORT so that binding a source address
+// does not reserve an ephemeral port until connect, when the kernel can
+// reuse one port towards different destinations: otherwise every bound
+// socket holds a port of its source address for all destinations and a
+// few tens of thousands of connections exhaust it.
+func bindNoPort(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	})
+	return errors.Join(err, serr)
+}
+
+// WaitReady retries a WebSocket handshake with target until one succeeds
+// or wait has passed, so that a run does not start before the proxy and
+// its backends are up. It returns the last error on timeout.
+func WaitReady(ctx context.Context, target Target, wait time.Duration) error {
+	d, err := newDialer(Targets{target}, nil, time.Second)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		conn, _, err := d.dial(ctx, 0, 64)
+		if err == nil {
+			_, _ = conn.Write(closeFrame(ws.StatusNormalClosure, newMask()))
+			return conn.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready after %v: %w", target.URL, wait, err)
+		case <-tick.C:
+		}
+	}
+}

@@ -1,0 +1,300 @@
+#!/usr/bin/env bash
+# Side-by-side WebSocket proxy benchmark: wsedge against nginx (ip_hash and
+# hash consistent), HAProxy (balance source) and Caddy (ip_hash), all on
+# loopback on this machine, with `wsedge bench` as the load generator and
+# the echo backends. See BENCHMARKS.md for what each figure means.
+#
+#   testdata/bench/run.sh [--quick] [--rounds N] [--idle-conns N]
+#                         [--proxies "wsedge nginx-ip_hash ..."] [--out FILE]
+#
+# Run as root on Debian 12 with Go installed: it installs the anchors with
+# apt-get when missing (their packaged services are kept from starting),
+# builds wsedge from this checkout, then for every round visits every proxy
+# and every figure: start the proxy with its config here, run the load,
+# stop it. It prints a markdown table of medians and writes every raw
+# result to --out (default bench-results.json). All traffic stays on
+# 127.0.0.0/8. --quick: one round, short durations, for development.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+root=$(cd "$here/../.." && pwd)
+
+rounds=3
+idle_conns=9000
+proxies="wsedge nginx-ip_hash nginx-consistent haproxy caddy"
+out=$PWD/bench-results.json
+echo_duration=4s
+echo_warmup=1s
+hs_duration=4s
+hs_warmup=1s
+idle_hold=3s
+idle_ramp=5000/s
+while [ $# -gt 0 ]; do
+	case $1 in
+	--quick) rounds=1 echo_duration=2s echo_warmup=0.5s hs_duration=2s hs_warmup=0.5s idle_hold=1s ;;
+	--rounds) rounds=$2; shift ;;
+	--idle-conns) idle_conns=$2; shift ;;
+	--proxies) proxies=$2; shift ;;
+	--out) out=$2; shift ;;
+	-h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
+	esac
+	shift
+done
+
+# One proxy process holds ~9,900 proxied connections under the 20,000 fd
+# limit; more idle connections take more instances, each with its own
+# listen port (+100 per instance) and its own backend address
+# (127.0.100.<instance+1>), as the anchors were measured.
+per_instance=9000
+instances=$(((idle_conns + per_instance - 1) / per_instance))
+
+log() { printf '[%(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
+
+# --- anchors --------------------------------------------------------------
+install_anchors() {
+	local missing=()
+	command -v nginx >/dev/null || missing+=(nginx)
+	command -v haproxy >/dev/null || missing+=(haproxy)
+	command -v caddy >/dev/null || missing+=(caddy)
+	command -v jq >/dev/null || missing+=(jq)
+	[ ${#missing[@]} -eq 0 ] && return
+	log "installing ${missing[*]}"
+	# Packaged services must not start: they would take ports and CPU.
+	local policy=/usr/sbin/policy-rc.d created=
+	if [ ! -e $policy ]; then
+		printf '#!/bin/sh\nexit 101\n' >$policy
+		chmod +x $policy
+		created=1
+	fi
+	DEBIAN_FRONTEND=noninteractive apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+	[ -n "$created" ] && rm -f $policy
+	return 0
+}
+
+install_anchors
+work=$(mktemp -d /tmp/wsedge-bench.XXXXXX)
+log "building wsedge into $work"
+(cd "$root" && go build -o "$work/wsedge" ./cmd/wsedge)
+wsedge=$work/wsedge
+
+started=() # every process this script started, to stop on exit
+cleanup() {
+	for pid in "${started[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+	wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# children PID: direct children of PID, from /proc (no procps needed).
+children() {
+	local f
+	for f in /proc/[0-9]*/stat; do
+		# Field 4 is the parent. A command name with spaces shifts the
+		# fields, so such a process never matches a numeric PID; nginx's do
+		# not have any. A process may vanish between the glob and the read.
+		{ read -r cpid _ _ ppid _ <"$f"; } 2>/dev/null || continue
+		[ "$ppid" = "$1" ] && echo "$cpid"
+	done
+	return 0
+}
+
+# --- backends ---------------------------------------------------------------
+# Three echo backend processes per pair of proxy instances: instance k's
+# backends listen on 127.0.100.<k+1>:9001-9003.
+backend_pids=()
+start_backends() {
+	local set j k args
+	for ((set = 0; set < (instances + 1) / 2; set++)); do
+		for j in 1 2 3; do
+			args=()
+			for ((k = 2 * set; k < instances && k < 2 * set + 2; k++)); do
+				args+=(--listen "127.0.100.$((k + 1)):900$j")
+			done
+			"$wsedge" bench backend "${args[@]}" --duration 2h --json >"$work/backend-$set-$j.json" 2>"$work/backend-$set-$j.log" &
+			started+=($!)
+			backend_pids+=($!)
+		done
+	done
+}
+start_backends
+first_backends=$(IFS=,; echo "${backend_pids[*]:0:3}")
+
+# --- proxies ----------------------------------------------------------------
+declare -A base_port=([wsedge]=8080 [nginx-ip_hash]=8081 [nginx-consistent]=8082 [haproxy]=8083 [caddy]=8084)
+declare -A config=([wsedge]=wsedge.toml [nginx-ip_hash]=nginx-ip_hash.conf [nginx-consistent]=nginx-consistent.conf
+	[haproxy]=haproxy.cfg [caddy]=Caddyfile)
+
+proxy_pids=() # every process of every running instance
+proxy_main=() # the process started per instance
+targets=()
+
+# start_proxy NAME COUNT: COUNT instances of NAME, configs rewritten for
+# each instance's port and backend address.
+start_proxy() {
+	local name=$1 count=$2 k dir port pid
+	proxy_pids=() proxy_main=() targets=()
+	for ((k = 0; k < count; k++)); do
+		dir=$work/$name-$k
+		rm -rf "$dir"
+		mkdir -p "$dir/tmp" "$dir/home"
+		port=$((base_port[$name] + 100 * k))
+		sed -e "s/127\.0\.0\.1:${base_port[$name]}/127.0.0.1:$port/" \
+			-e "s/127\.0\.0\.1:9090/127.0.0.1:$((9090 + 100 * k))/" \
+			-e "s/127\.0\.100\.1:/127.0.100.$((k + 1)):/g" \
+			"$here/${config[$name]}" >"$dir/${config[$name]}"
+		case $name in
+		wsedge) "$wsedge" serve --config "$dir/wsedge.toml" 2>"$dir/log" & ;;
+		nginx-*) nginx -p "$dir/" -e "$dir/error.log" -c "$dir/${config[$name]}" -g 'daemon off;' 2>"$dir/log" & ;;
+		haproxy) haproxy -db -f "$dir/haproxy.cfg" 2>"$dir/log" & ;;
+		caddy) HOME=$dir/home XDG_DATA_HOME=$dir/home XDG_CONFIG_HOME=$dir/home \
+			caddy run --adapter caddyfile --config "$dir/Caddyfile" 2>"$dir/log" & ;;
+		esac
+		pid=$!
+		started+=("$pid")
+		proxy_main+=("$pid")
+		proxy_pids+=("$pid")
+		targets+=(--target "ws://127.0.0.1:$port/")
+	done
+	# nginx's workers are the master's children; they exist once it is up.
+	if [[ $name == nginx-* ]]; then
+		for pid in "${proxy_main[@]}"; do
+			local kids=() tries
+			for ((tries = 0; tries < 50 && ${#kids[@]} < 2; tries++)); do
+				sleep 0.1
+				mapfile -t kids < <(children "$pid")
+			done
+			[ ${#kids[@]} -eq 2 ] || { log "nginx $pid has ${#kids[@]} workers, want 2"; cat "$work/$name-0/log" >&2; exit 1; }
+			proxy_pids+=("${kids[@]}")
+		done
+	fi
+}
+
+stop_proxy() {
+	local pid tries
+	for pid in "${proxy_main[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+	for pid in "${proxy_main[@]}"; do
+		for ((tries = 0; tries < 50; tries++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		kill -KILL "$pid" 2>/dev/null || true
+		wait "$pid" 2>/dev/null || true
+	done
+}
+
+# --- figures ----------------------------------------------------------------
+figures="idle echo-1000x64 echo-1000x4k echo-100x64 handshake-50"
+
+# run_figure NAME FIGURE: the load for one figure against the running proxy,
+# JSON on stdout.
+run_figure() {
+	local pids
+	pids=$(IFS=,; echo "${proxy_pids[*]}")
+	case $2 in
+	idle)
+		"$wsedge" bench idle "${targets[@]}" --conns "$idle_conns" --hold "$idle_hold" --ramp "$idle_ramp" \
+			--pids "$pids" --json ;;
+	echo-1000x64) "$wsedge" bench echo "${targets[@]:0:2}" --conns 1000 --size 64 --duration "$echo_duration" \
+		--warmup "$echo_warmup" --pids "$pids" --backend-pids "$first_backends" --json ;;
+	echo-1000x4k) "$wsedge" bench echo "${targets[@]:0:2}" --conns 1000 --size 4KiB --duration "$echo_duration" \
+		--warmup "$echo_warmup" --pids "$pids" --backend-pids "$first_backends" --json ;;
+	echo-100x64) "$wsedge" bench echo "${targets[@]:0:2}" --conns 100 --size 64 --duration "$echo_duration" \
+		--warmup "$echo_warmup" --pids "$pids" --backend-pids "$first_backends" --json ;;
+	handshake-50) "$wsedge" bench handshake "${targets[@]:0:2}" --workers 50 --duration "$hs_duration" \
+		--warmup "$hs_warmup" --pids "$pids" --backend-pids "$first_backends" --json ;;
+	esac
+}
+
+mkdir -p "$work/results"
+for ((round = 1; round <= rounds; round++)); do
+	# Every round visits every proxy, so that slow drift of a shared
+	# machine spreads over all of them alike.
+	for name in $proxies; do
+		for fig in $figures; do
+			count=1
+			[ "$fig" = idle ] && count=$instances
+			start_proxy "$name" "$count"
+			f=$work/results/$name.$fig.$round.json
+			if ! run_figure "$name" "$fig" >"$f.raw" 2>"$f.err"; then
+				log "$name $fig round $round failed: $(tail -n 3 "$f.err")"
+				stop_proxy
+				continue
+			fi
+			stop_proxy
+			jq -c --arg p "$name" --arg f "$fig" --argjson r "$round" \
+				'{proxy: $p, figure: $f, round: $r, result: .}' "$f.raw" >"$f"
+			log "$name $fig round $round: $(jq -r '.result |
+				if .rss_per_conn_kib != null then "\(.opened) conns, \(.rss_per_conn_kib * 10 | round / 10) KiB/conn"
+				elif .msgs_per_proxy_cpu_s != null then "\(.msgs_per_s | round) msg/s, \(.msgs_per_proxy_cpu_s | round) per proxy cpu-s, p99 \(.latency.p99_ns / 1e4 | round / 100) ms"
+				else "\(.handshakes_per_s | round) hs/s, \(.handshakes_per_proxy_cpu_s | round) per proxy cpu-s" end' "$f")"
+		done
+	done
+done
+
+for pid in "${backend_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+for pid in "${backend_pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+
+# --- report -----------------------------------------------------------------
+shopt -s nullglob
+results=("$work"/results/*.json)
+jq -s --arg machine "$(nproc) cores, $(awk '/^MemTotal:/{printf "%.0f", $2 / 1048576}' /proc/meminfo) GiB, $(uname -r)" \
+	--arg idle "$idle_conns" --arg rounds "$rounds" --arg echo "$echo_duration after $echo_warmup warmup" \
+	--arg hs "$hs_duration after $hs_warmup warmup" --arg hold "$idle_hold at $idle_ramp" \
+	'{machine: $machine, idle_conns: ($idle | tonumber), rounds: ($rounds | tonumber),
+	  echo_window: $echo, handshake_window: $hs, idle_hold: $hold, runs: .}' \
+	"${results[@]}" >"$out"
+
+# median PROXY FIGURE JQ-PATH: the median over rounds, or "" if none ran.
+median() {
+	jq -r --arg p "$1" --arg f "$2" "[.runs[] | select(.proxy == \$p and .figure == \$f) | .result | $3]
+		| sort | if length == 0 then \"\" else .[(length - 1) / 2 | floor] end" "$out"
+}
+
+rows=(
+	"idle proxy RSS per proxied connection, KiB (lower is better)|idle|.rss_per_conn_kib|low|%.1f"
+	"echo msgs per proxy CPU-s, 1,000 conns × 64 B|echo-1000x64|.msgs_per_proxy_cpu_s|high|%.0f"
+	"echo msgs per proxy CPU-s, 1,000 conns × 4 KiB|echo-1000x4k|.msgs_per_proxy_cpu_s|high|%.0f"
+	"echo msgs per proxy CPU-s, 100 conns × 64 B|echo-100x64|.msgs_per_proxy_cpu_s|high|%.0f"
+	"p99 latency, 100 conns × 64 B closed loop, ms (lower is better)|echo-100x64|.latency.p99_ns / 1e6|low|%.2f"
+	"handshakes per proxy CPU-s (50 workers)|handshake-50|.handshakes_per_proxy_cpu_s|high|%.0f"
+)
+anchors=()
+for name in $proxies; do [ "$name" != wsedge ] && anchors+=("$name"); done
+
+{
+	printf '| figure (median of %s) |' "$rounds"
+	for name in $proxies; do printf ' %s |' "$name"; done
+	for a in "${anchors[@]}"; do printf ' wsedge vs %s |' "$a"; done
+	printf '\n|---|'
+	for _ in $proxies "${anchors[@]}"; do printf -- '---|'; done
+	printf '\n'
+	for row in "${rows[@]}"; do
+		IFS='|' read -r label fig path better fmt <<<"$row"
+		printf '| %s |' "$label"
+		declare -A val=()
+		for name in $proxies; do
+			val[$name]=$(median "$name" "$fig" "$path")
+			if [ -n "${val[$name]}" ]; then printf " $fmt |" "${val[$name]}"; else printf ' – |'; fi
+		done
+		for a in "${anchors[@]}"; do
+			# How many times better wsedge is: above 1 wsedge wins.
+			printf ' %s |' "$(awk -v w="${val[wsedge]:-}" -v a="${val[$a]:-}" -v b="$better" 'BEGIN {
+				if (w == "" || a == "" || w + 0 == 0 || a + 0 == 0) { print "–"; exit }
+				printf "%.2f×", (b == "high" ? w / a : a / w) }')"
+		done
+		printf '\n'
+		unset val
+	done
+	printf '\nRatios: how many times better wsedge is than the anchor on that row (above 1: wsedge wins).\n'
+	printf '\nCPU seconds in the window of echo 1,000 × 64 B (medians; the client and the backends share the cores):\n\n'
+	printf '| | proxy | backends | client | msgs/s |\n|---|---|---|---|---|\n'
+	for name in $proxies; do
+		printf '| %s | %s | %s | %s | %s |\n' "$name" \
+			"$(median "$name" echo-1000x64 '.cpu.proxy_cpu_s * 100 | round / 100')" \
+			"$(median "$name" echo-1000x64 '.cpu.backend_cpu_s * 100 | round / 100')" \
+			"$(median "$name" echo-1000x64 '.cpu.client_cpu_s * 100 | round / 100')" \
+			"$(median "$name" echo-1000x64 '.msgs_per_s | round')"
+	done
+} | tee "$work/table.md"
+log "raw results: $out; logs and configs: $work"
