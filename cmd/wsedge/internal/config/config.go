@@ -130,9 +130,13 @@ type Discovery struct {
 	Name string
 	// Join lists seed members as host:port (join). Default none.
 	Join []string
-	// SecretFile holds the gossip encryption key (secret_file). Default "":
-	// no encryption.
+	// SecretFile holds the gossip encryption key, 16, 24 or 32 random bytes
+	// base64-encoded on one line (secret_file). Default "": no encryption.
 	SecretFile string
+	// Profile sets gossip timing (profile): "lan" for one data centre, "wan"
+	// across regions, "local" for nodes that all run on one host over
+	// loopback (memberlist's LAN, WAN and local defaults). Default "lan".
+	Profile string
 }
 
 // WebSocket is the [websocket] table: per-connection behaviour.
@@ -210,6 +214,7 @@ func Default() *File {
 			Rise:     2,
 			Fall:     3,
 		},
+		Discovery: Discovery{Profile: "lan"},
 		WebSocket: WebSocket{
 			HandshakeTimeout: 5 * time.Second,
 			PingInterval:     20 * time.Second,

@@ -91,6 +91,7 @@ func schema(f *File) []field {
 			str("name", &f.Discovery.Name),
 			strs("join", &f.Discovery.Join),
 			str("secret_file", &f.Discovery.SecretFile),
+			str("profile", &f.Discovery.Profile),
 		),
 		table("websocket",
 			duration("handshake_timeout", &f.WebSocket.HandshakeTimeout),

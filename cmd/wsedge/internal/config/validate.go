@@ -180,6 +180,7 @@ func (v *validator) health(f *File) {
 
 func (v *validator) discovery(f *File) {
 	d := f.Discovery
+	v.oneOf("discovery.profile", d.Profile, "lan", "wan", "local")
 	if d.Bind != "" {
 		v.hostPort("discovery.bind", d.Bind, true)
 	}
