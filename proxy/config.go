@@ -53,6 +53,10 @@ type Config struct {
 	MaxMessageBytes  int64         // across fragments; zero means 1 MiB
 	MaxHeaderBytes   int           // request head; zero means 16 KiB
 
+	MaxConnections      int      // live WebSockets; beyond, handshakes get 503; zero means no limit
+	MaxConnectionsPerIP int      // live WebSockets per client IP; beyond, 429; zero means no limit
+	AllowedOrigins      []string // Origin values accepted on upgrade (403 otherwise); empty means any
+
 	// UpstreamTLS, when set, makes the proxy speak TLS to backends.
 	UpstreamTLS *tls.Config
 }

@@ -83,20 +83,20 @@ func (c *econn) timer() *wheelEntry[econn] { return &c.wheelEntry }
 // net.Conns are given up: their sockets are duplicated into plain
 // descriptors, which is what the loop's state holds.
 func (s *Server) startEconn(l *loop, cfg *Config, rt route, client, backend net.Conn,
-	clientPending, backendPending []byte, extensions bool) error {
+	clientPending, backendPending []byte, extensions bool) (*econn, error) {
 	cfd, err := detachFD(client)
 	if err != nil {
 		client.Close()
 		backend.Close()
-		s.reg.unreserve(rt.backend)
-		return err
+		s.reg.unreserve(rt.backend, rt.client)
+		return nil, err
 	}
 	bfd, err := detachFD(backend)
 	if err != nil {
 		unix.Close(cfd)
 		backend.Close()
-		s.reg.unreserve(rt.backend)
-		return err
+		s.reg.unreserve(rt.backend, rt.client)
+		return nil, err
 	}
 	c := &econn{loop: l, cfd: int32(cfd), bfd: int32(bfd)}
 	c.init(s, cfg, rt, extensions)
@@ -107,9 +107,9 @@ func (s *Server) startEconn(l *loop, cfg *Config, rt route, client, backend net.
 		unix.Close(cfd)
 		unix.Close(bfd)
 		s.reg.remove(c)
-		return errors.New("proxy is shutting down")
+		return nil, errors.New("proxy is shutting down")
 	}
-	return nil
+	return c, nil
 }
 
 // take makes bytes read during the handshake the flow's first input.
@@ -253,8 +253,10 @@ func (c *econn) readSrc(d *flow, now int64) {
 		if d == &c.upf {
 			c.bytesUp.Add(int64(n))
 			c.lastRead.Store(now)
+			c.loop.stats.add(true, c.up.takeFrames(), uint64(n))
 		} else {
 			c.bytesDown.Add(int64(n))
+			c.loop.stats.add(false, c.down.takeFrames(), uint64(n))
 		}
 		return
 	case errors.Is(err, unix.EAGAIN):
@@ -531,7 +533,7 @@ func (c *econn) teardown(now int64) {
 		c.release(d)
 	}
 	if c.end == nil {
-		c.end = &ending{cause: "proxy stopped", code: ws.StatusAbnormalClosure}
+		c.end = &ending{cause: causeStopped, code: ws.StatusAbnormalClosure}
 	}
 	c.logEnd(*c.end)
 	c.srv.reg.remove(c)

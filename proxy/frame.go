@@ -99,26 +99,28 @@ func (v violation) code() ws.StatusCode {
 // loop. It is not safe for concurrent use; the zero value is not usable,
 // see newFramer.
 type framer struct {
-	masked     bool  // frames in this direction must be masked (they come from the client)
-	allowRSV   byte  // RSV bits a data frame may carry: those of the negotiated extensions
+	// Word-sized fields first and bytes last: two framers sit in every
+	// connection record, so padding counts.
 	maxMessage int64 // limit across the fragments of one message; 0 means none
-
-	hdr    [maxHeaderSize]byte // a header split across reads
-	hdrLen uint8
-
-	// The frame whose payload is passing now.
-	remaining int64 // payload bytes still to come
-	control   bool  // it is a control frame split across reads, being gathered into ctrl
-
+	remaining  int64 // payload bytes of the frame passing now still to come
+	msgBytes   int64 // payload bytes of the open message so far
 	// ctrl gathers a control frame split across reads; allocated the first
 	// time that happens, as most connections never see one split.
-	ctrl    *[maxControlFrameSize]byte
-	ctrlLen uint8
+	ctrl *[maxControlFrameSize]byte
 
-	inMessage bool  // a fragmented data message is open: only continuations may follow
-	msgBytes  int64 // payload bytes of the open message so far
+	hdr [maxHeaderSize]byte // a header split across reads
 
-	broken violation // set once evViolation was returned
+	// frames counts the frames begun since the driver last took the count
+	// (see takeFrames); a read buffer holds far fewer than 65536.
+	frames uint16
+
+	hdrLen    uint8
+	ctrlLen   uint8
+	allowRSV  byte      // RSV bits a data frame may carry: those of the negotiated extensions
+	masked    bool      // frames in this direction must be masked (they come from the client)
+	control   bool      // the frame passing now is a control frame split across reads, being gathered into ctrl
+	inMessage bool      // a fragmented data message is open: only continuations may follow
+	broken    violation // set once evViolation was returned
 }
 
 func newFramer(masked bool, extensions bool, maxMessage int64) *framer {
@@ -250,7 +252,15 @@ func (f *framer) passPayload(avail int) int {
 	return int(k)
 }
 
+// takeFrames returns the frames begun since the last call, for metrics.
+func (f *framer) takeFrames() uint64 {
+	n := f.frames
+	f.frames = 0
+	return uint64(n)
+}
+
 func (f *framer) startData(h frameHeader) {
+	f.frames++
 	if h.OpCode != ws.OpContinuation {
 		f.msgBytes = 0
 	}
@@ -283,6 +293,7 @@ func (f *framer) gatherControl(in []byte) (int, []byte, event) {
 // handControl hands out a whole control frame, n being the input it
 // consumed, after checking a close frame's body.
 func (f *framer) handControl(frame []byte, n int) (int, []byte, event) {
+	f.frames++
 	if controlOp(frame) == ws.OpClose {
 		var buf [ws.MaxControlFramePayloadSize]byte
 		if v, bad := checkClosePayload(controlPayload(frame, buf[:])); bad {

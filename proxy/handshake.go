@@ -29,6 +29,7 @@ type handshakeError struct {
 	status int
 	msg    string
 	err    error // underlying cause for the log, if any
+	dial   bool  // the backend could not be reached at all
 }
 
 func (e *handshakeError) Error() string { return e.msg }
@@ -156,9 +157,9 @@ func (s *Server) dialBackend(ctx context.Context, t *table, r *http.Request, rt 
 func dialFailure(addr string, err error) *handshakeError {
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() {
-		return &handshakeError{status: http.StatusGatewayTimeout, msg: "backend did not answer in time", err: err}
+		return &handshakeError{status: http.StatusGatewayTimeout, msg: "backend did not answer in time", err: err, dial: true}
 	}
-	return &handshakeError{status: http.StatusBadGateway, msg: "backend unreachable", err: err}
+	return &handshakeError{status: http.StatusBadGateway, msg: "backend unreachable", err: err, dial: true}
 }
 
 // readRefusal captures a backend's refusal (status, headers and a bounded
@@ -192,6 +193,7 @@ func backendRequestHeader(r *http.Request, rt route, upstreamTLS bool) http.Head
 		h[k] = vs
 	}
 	setForwarded(h, r, rt)
+	h.Set("X-Request-ID", rt.requestID)
 	return h
 }
 

@@ -34,6 +34,7 @@ var replacedHeaders = map[string]bool{
 	"X-Forwarded-For":          true,
 	"X-Forwarded-Proto":        true,
 	"X-Real-Ip":                true,
+	"X-Request-Id":             true,
 }
 
 func isHopHeader(canonical string) bool      { return hopHeaders[canonical] }

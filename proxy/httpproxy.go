@@ -29,6 +29,7 @@ func (s *Server) newHTTPProxy(transport http.RoundTripper) *httputil.ReverseProx
 			pr.Out.URL.Host = rt.backend
 			pr.Out.Host = pr.In.Host
 			setForwarded(pr.Out.Header, pr.In, rt)
+			pr.Out.Header.Set("X-Request-ID", rt.requestID)
 		},
 		Transport:     transport,
 		FlushInterval: -1,

@@ -20,8 +20,9 @@ type poller struct {
 	srv   *Server
 	once  sync.Once
 	err   error
-	loops []*loop
-	next  atomic.Uint32
+	loops   []*loop
+	started atomic.Bool // loops is set and final
+	next    atomic.Uint32
 	wg    sync.WaitGroup // one per running loop
 }
 
@@ -40,6 +41,7 @@ func (p *poller) pick() (*loop, error) {
 			p.loops = append(p.loops, l)
 			p.wg.Go(l.run)
 		}
+		p.started.Store(true)
 	})
 	if p.err != nil {
 		return nil, p.err
@@ -48,6 +50,18 @@ func (p *poller) pick() (*loop, error) {
 		return nil, errors.New("event loops stopped")
 	}
 	return p.loops[p.next.Add(1)%uint32(len(p.loops))], nil
+}
+
+// stats returns the relay counters of the loops started so far.
+func (p *poller) stats() []*relayStats {
+	if !p.started.Load() {
+		return nil
+	}
+	out := make([]*relayStats, len(p.loops))
+	for i, l := range p.loops {
+		out[i] = &l.stats
+	}
+	return out
 }
 
 // stop tears down whatever connections remain and ends the loops.
@@ -73,6 +87,7 @@ type loop struct {
 	conns   []*econn // by file descriptor
 	wheel   *wheel[econn, *econn]
 	running bool
+	stats   relayStats
 }
 
 func newLoop(srv *Server) (*loop, error) {

@@ -19,6 +19,10 @@ func (p *poller) pick() (*loop, error) { return nil, errors.New("no event loop o
 
 func (p *poller) stop() {}
 
-func (s *Server) startEconn(*loop, *Config, route, net.Conn, net.Conn, []byte, []byte, bool) error {
-	return errors.New("no event loop on this platform")
+type econn struct{ session }
+
+func (s *Server) startEconn(*loop, *Config, route, net.Conn, net.Conn, []byte, []byte, bool) (*econn, error) {
+	return nil, errors.New("no event loop on this platform")
 }
+
+func (p *poller) stats() []*relayStats { return nil }

@@ -44,7 +44,7 @@ func startProxy(tb testing.TB, cfg Config, backends ...*upstreamtest.Backend) *t
 func startProxyOn(tb testing.TB, cfg Config, list []upstream.Backend) *testProxy {
 	tb.Helper()
 	set := upstream.NewSet(list)
-	srv := New(cfg, set, nil)
+	srv := New(cfg, set)
 	srv.goroutinesOnly = strings.HasPrefix(tb.Name(), "TestGoroutineDriver/")
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

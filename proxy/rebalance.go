@@ -90,6 +90,7 @@ func (s *Server) WatchMembers(ctx context.Context) {
 			old, cur := s.router.setMembers(s.members.Snapshot())
 			s.log.Info("ring changed", zap.Int("backends", cur.ring.Len()),
 				zap.Uint64("version", cur.snapshot.Version))
+			s.metrics.stateChanges(old.snapshot, cur.snapshot)
 			s.reconcile(old, cur)
 		case <-s.mig.wake:
 		case now := <-tickC:
@@ -112,11 +113,25 @@ func (s *Server) WatchMembers(ctx context.Context) {
 	}
 }
 
-// rebalanced is how a moved client is told to reconnect.
-func rebalanced(cause string) ending {
-	return ending{cause: cause, linger: true,
-		clientCode: closeServiceRestart, clientReason: cause, code: closeServiceRestart,
+// rebalanced is how a moved client is told to reconnect; why is one of the
+// rebalance reasons.
+func rebalanced(why string) ending {
+	return ending{cause: causeRebalanced, rebalance: why, linger: true,
+		clientCode: closeServiceRestart, clientReason: rebalanceReason(why), code: closeServiceRestart,
 		backendCode: ws.StatusGoingAway, backendReason: "client moved to another backend"}
+}
+
+// rebalanceReason is said to the client in the close frame.
+func rebalanceReason(why string) string {
+	switch why {
+	case rebalanceLeft:
+		return "backend left the ring"
+	case rebalanceDied:
+		return "backend died"
+	case rebalanceJoined:
+		return "rebalanced to a new backend"
+	}
+	return "backend draining"
 }
 
 // reconcile decides what happens to live connections when the ring goes
@@ -139,14 +154,14 @@ func (s *Server) reconcile(old, cur *table) {
 		if dead[addr] {
 			// Nothing to be gentle with: the clients are cut off already.
 			for _, c := range conns {
-				c.requestClose(rebalanced("backend died"))
+				c.requestClose(rebalanced(rebalanceDied))
 			}
 			s.log.Info("backend died; closing its connections", zap.String("backend", addr), zap.Int("connections", len(conns)))
 			continue
 		}
 		still := func(t *table) bool { _, in := t.ring.Index(addr); return !in }
 		for _, c := range conns {
-			queued = append(queued, migration{c: c, e: rebalanced("backend left the ring"), still: still})
+			queued = append(queued, migration{c: c, e: rebalanced(rebalanceLeft), still: still})
 		}
 		s.log.Info("backend left the ring; migrating its connections",
 			zap.String("backend", addr), zap.Int("connections", len(conns)), zap.Int("rate", cfg.MigrateRate))
@@ -183,7 +198,7 @@ func (s *Server) movedToNew(old, cur *table) []migration {
 		}
 		if now := cur.ring.Lookup(rc.key); now >= 0 && joined[cur.ring.Member(now).Addr] {
 			key, from := rc.key, rc.backend
-			out = append(out, migration{c: c, e: rebalanced("rebalanced to a new backend"), still: func(t *table) bool {
+			out = append(out, migration{c: c, e: rebalanced(rebalanceJoined), still: func(t *table) bool {
 				i := t.ring.Lookup(key)
 				return i >= 0 && t.ring.Member(i).Addr != from
 			}})
@@ -209,7 +224,7 @@ func (s *Server) Drain(backend string, rate int) int {
 		rate = s.router.table().cfg.MigrateRate
 	}
 	s.log.Info("draining backend", zap.String("backend", backend), zap.Int("connections", len(conns)), zap.Int("rate", rate))
-	s.drains.Go(func() { closePaced(s.life, conns, rate, rebalanced("backend draining")) })
+	s.drains.Go(func() { closePaced(s.life, conns, rate, rebalanced(rebalanceDrain)) })
 	return len(conns)
 }
 

@@ -1,6 +1,15 @@
 package proxy
 
-import "sync"
+import (
+	"errors"
+	"net/netip"
+	"sync"
+)
+
+var (
+	errTooManyConnections = errors.New("too many connections")
+	errTooManyFromIP      = errors.New("too many connections from this address")
+)
 
 // registry knows every live connection, by backend, because the HTTP server
 // stops tracking a connection once it is hijacked: shutdown, rebalancing,
@@ -10,6 +19,7 @@ type registry struct {
 	mu        sync.Mutex            // guards the maps, total and each relayConn's regIdx
 	byBackend map[string][]liveConn // each connection at its relayConn's regIdx
 	pending   map[string]int        // handshakes under way, already counted as load
+	perIP     map[netip.Addr]int    // live connections plus pending handshakes, by client IP
 	total     int                   // live connections plus pending handshakes
 	live      int                   // live connections
 	empty     chan struct{}         // closed while live is 0
@@ -18,28 +28,40 @@ type registry struct {
 func newRegistry() *registry {
 	empty := make(chan struct{})
 	close(empty)
-	return &registry{byBackend: make(map[string][]liveConn), pending: make(map[string]int), empty: empty}
+	return &registry{byBackend: make(map[string][]liveConn), pending: make(map[string]int),
+		perIP: make(map[netip.Addr]int), empty: empty}
 }
 
-// reserve counts a handshake under way towards backend's load, so that a
-// burst of new clients sees each other's placements. Every reserve is
-// followed by add or unreserve.
-func (r *registry) reserve(backend string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.reserveLocked(backend)
-}
-
-func (r *registry) reserveLocked(backend string) {
+// reserveLocked counts a handshake under way towards backend's load and
+// the connection limits (0: none), so that a burst of new clients sees
+// each other. Every reservation is followed by add or unreserve. r.mu must
+// be held.
+func (r *registry) reserveLocked(backend string, client netip.Addr, maxTotal, maxPerIP int) error {
+	if maxTotal > 0 && r.total >= maxTotal {
+		return errTooManyConnections
+	}
+	if maxPerIP > 0 && r.perIP[client] >= maxPerIP {
+		return errTooManyFromIP
+	}
 	r.pending[backend]++
+	r.perIP[client]++
 	r.total++
+	return nil
 }
 
 // unreserve forgets a handshake that failed.
-func (r *registry) unreserve(backend string) {
+func (r *registry) unreserve(backend string, client netip.Addr) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.unpend(backend)
+	r.release(client)
+}
+
+// release takes one connection of client off the counts. r.mu must be held.
+func (r *registry) release(client netip.Addr) {
+	if r.perIP[client]--; r.perIP[client] <= 0 {
+		delete(r.perIP, client)
+	}
 	r.total--
 }
 
@@ -77,7 +99,7 @@ func (r *registry) remove(c liveConn) {
 	} else {
 		r.byBackend[rc.backend] = list[:last]
 	}
-	r.total--
+	r.release(rc.client)
 	if r.live--; r.live == 0 {
 		close(r.empty)
 	}

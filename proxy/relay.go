@@ -44,8 +44,9 @@ type relayConn struct {
 	srv *Server
 	cfg *Config // as of the handshake; a reload applies to new connections
 	placement
-	started int64 // unix nanoseconds
-	regIdx  int32 // position in the registry's list for the backend; guarded by the registry
+	reqID   string // X-Request-ID when the client chose it; empty when the proxy made it from id
+	started int64  // unix nanoseconds
+	regIdx  int32  // position in the registry's list for the backend; guarded by the registry
 
 	up   framer // client to backend
 	down framer // backend to client
@@ -60,18 +61,47 @@ func (c *relayConn) relay() *relayConn { return c }
 
 // init sets up c in place (it holds atomics, so it is never copied).
 func (c *relayConn) init(s *Server, cfg *Config, rt route, extensions bool) {
-	c.id = s.ids.Add(1)
+	c.id = rt.id
+	if rt.requestID != s.requestID(rt.id) {
+		c.reqID = rt.requestID
+	}
 	c.srv, c.cfg, c.placement = s, cfg, rt.placement
 	c.started = time.Now().UnixNano()
 	c.up = makeFramer(true, extensions, cfg.MaxMessageBytes)
 	c.down = makeFramer(false, extensions, cfg.MaxMessageBytes)
 }
 
+// Causes of a connection's end, as logged and counted (wsedge_closes_total).
+const (
+	causeClientClosed    = "client_closed"
+	causeBackendClosed   = "backend_closed"
+	causeClientProtocol  = "client_protocol_error"
+	causeBackendProtocol = "backend_protocol_error"
+	causeTooBig          = "message_too_big"
+	causeClientGone      = "client_gone"
+	causeBackendGone     = "backend_gone"
+	causeBackendStalled  = "backend_not_reading"
+	causeSlowConsumer    = "slow_consumer"
+	causePongTimeout     = "pong_timeout"
+	causeShutdown        = "proxy_shutting_down"
+	causeStopped         = "proxy_stopped"
+	causeRebalanced      = "rebalanced"
+)
+
+// Why a connection was rebalanced, as counted (wsedge_rebalance_closes_total).
+const (
+	rebalanceLeft   = "backend_left"
+	rebalanceDied   = "backend_died"
+	rebalanceJoined = "backend_joined"
+	rebalanceDrain  = "drain"
+)
+
 // ending is how a connection ends: what each peer is told and what is
 // logged. A zero code means the proxy sends that peer no close frame of its
 // own.
 type ending struct {
 	cause         string
+	rebalance     string // why the proxy moved the client, for rebalance closes
 	clientCode    ws.StatusCode
 	clientReason  string
 	backendCode   ws.StatusCode
@@ -97,7 +127,7 @@ func (c *relayConn) upControl(frame []byte, now int64) (swallow bool, e ending, 
 			return true, ending{}, false
 		}
 	case ws.OpClose:
-		return false, ending{cause: "client closed", peerClose: true, code: closeCodeOf(payload)}, true
+		return false, ending{cause: causeClientClosed, peerClose: true, code: closeCodeOf(payload)}, true
 	}
 	return false, ending{}, false
 }
@@ -109,44 +139,44 @@ func (c *relayConn) downControl(frame []byte) (e ending, closing bool) {
 		return ending{}, false
 	}
 	var buf [ws.MaxControlFramePayloadSize]byte
-	return ending{cause: "backend closed", peerClose: true, code: closeCodeOf(controlPayload(frame, buf[:]))}, true
+	return ending{cause: causeBackendClosed, peerClose: true, code: closeCodeOf(controlPayload(frame, buf[:]))}, true
 }
 
 func (c *relayConn) upViolation() ending {
 	v := c.up.broken
-	e := ending{cause: "client protocol error", err: errors.New(v.reason()), linger: true,
+	e := ending{cause: causeClientProtocol, err: errors.New(v.reason()), linger: true,
 		clientCode: v.code(), clientReason: v.reason(), code: v.code(),
 		backendCode: ws.StatusGoingAway, backendReason: "client broke the protocol"}
 	if v == vTooBig {
-		e.cause, e.backendCode, e.backendReason = "message too big", v.code(), v.reason()
+		e.cause, e.backendCode, e.backendReason = causeTooBig, v.code(), v.reason()
 	}
 	return e
 }
 
 func (c *relayConn) downViolation() ending {
 	v := c.down.broken
-	e := ending{cause: "backend protocol error", err: errors.New(v.reason()), linger: true,
+	e := ending{cause: causeBackendProtocol, err: errors.New(v.reason()), linger: true,
 		clientCode: closeBadGateway, clientReason: "backend sent an invalid frame", code: closeBadGateway,
 		backendCode: v.code(), backendReason: v.reason()}
 	if v == vTooBig {
-		e.cause, e.clientCode, e.clientReason, e.code = "message too big", v.code(), v.reason(), v.code()
+		e.cause, e.clientCode, e.clientReason, e.code = causeTooBig, v.code(), v.reason(), v.code()
 	}
 	return e
 }
 
 func clientReadEnded(err error) ending {
-	return ending{cause: "client gone", err: ignoreEOF(err), code: ws.StatusAbnormalClosure,
+	return ending{cause: causeClientGone, err: ignoreEOF(err), code: ws.StatusAbnormalClosure,
 		backendCode: ws.StatusGoingAway, backendReason: "client went away"}
 }
 
 func backendReadEnded(err error) ending {
-	return ending{cause: "backend gone", err: ignoreEOF(err), linger: true,
+	return ending{cause: causeBackendGone, err: ignoreEOF(err), linger: true,
 		clientCode: closeServiceRestart, clientReason: "backend went away", code: closeServiceRestart}
 }
 
 func backendWriteEnded(err error) ending {
 	if errors.Is(err, errSlowPeer) {
-		return ending{cause: "backend not reading", err: err, linger: true,
+		return ending{cause: causeBackendStalled, err: err, linger: true,
 			clientCode: ws.StatusInternalServerError, clientReason: "backend not reading", code: ws.StatusInternalServerError,
 			backendCode: ws.StatusGoingAway, backendReason: "not reading"}
 	}
@@ -155,15 +185,21 @@ func backendWriteEnded(err error) ending {
 
 func clientWriteEnded(err error) ending {
 	if errors.Is(err, errSlowPeer) {
-		return ending{cause: "slow consumer", err: err,
+		return ending{cause: causeSlowConsumer, err: err,
 			clientCode: ws.StatusPolicyViolation, clientReason: "slow consumer", code: ws.StatusPolicyViolation,
 			backendCode: ws.StatusGoingAway, backendReason: "client too slow"}
 	}
 	return clientReadEnded(err)
 }
 
+func goingAway() ending {
+	return ending{cause: causeShutdown, linger: true,
+		clientCode: ws.StatusGoingAway, clientReason: "proxy shutting down", code: ws.StatusGoingAway,
+		backendCode: ws.StatusGoingAway, backendReason: "proxy shutting down"}
+}
+
 func pongTimeout() ending {
-	return ending{cause: "pong timeout",
+	return ending{cause: causePongTimeout,
 		clientCode: ws.StatusPolicyViolation, clientReason: "pong timeout", code: ws.StatusPolicyViolation,
 		backendCode: ws.StatusGoingAway, backendReason: "client unresponsive"}
 }
@@ -200,11 +236,20 @@ func (c *relayConn) pongOverdue(pingAt int64) bool {
 	return c.lastPong.Load() < pingAt && c.lastRead.Load() < pingAt
 }
 
-// logEnd writes the connection's one access log line.
+// requestID is the connection's X-Request-ID.
+func (c *relayConn) requestID() string {
+	if c.reqID != "" {
+		return c.reqID
+	}
+	return c.srv.requestID(c.id)
+}
+
+// logEnd writes the connection's one access log line and counts its end.
 func (c *relayConn) logEnd(e ending) {
+	c.srv.metrics.ended(&e)
 	if ce := c.srv.log.Check(zap.InfoLevel, "connection closed"); ce != nil {
 		fields := []zap.Field{
-			zap.Uint64("id", c.id),
+			zap.String("request_id", c.requestID()),
 			zap.Stringer("client", c.client),
 			zap.String("backend", c.backend),
 			zap.Duration("duration", time.Duration(time.Now().UnixNano()-c.started)),

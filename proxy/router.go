@@ -95,6 +95,11 @@ type route struct {
 	// setCookie is a route token to hand the client; empty when it has a
 	// valid one.
 	setCookie string
+	// staleCookie: the client's route cookie named a backend no longer in
+	// the ring (or was forged), so it lands on a new owner.
+	staleCookie bool
+	id          uint64 // the connection's or request's number
+	requestID   string // X-Request-ID as the client sent it, or as the proxy made it
 }
 
 // loadView is what bounded loads need to know: live connections per
@@ -125,6 +130,7 @@ func (t *table) route(peer netip.Addr, h http.Header, loads loadView) (route, er
 				rt.backend, rt.by, rt.pinned = t.ring.Member(i).Addr, "cookie", true
 				return rt, nil
 			}
+			rt.staleCookie = true
 		}
 	}
 	i := t.ring.Lookup(rt.key)

@@ -3,6 +3,8 @@ package proxy
 import (
 	"context"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -10,7 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/gobwas/ws"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 )
 
@@ -32,6 +34,12 @@ type Server struct {
 	life     context.Context
 	endLife  context.CancelFunc
 	stopping atomic.Bool
+
+	registerer prometheus.Registerer
+	metrics    *metrics
+	stats      relayStats  // what goroutine sessions relay
+	sessions   *placements // Engine.IO session IDs by backend, to spot affinity misses
+	idPrefix   string      // random, so request IDs differ across restarts
 	proxy   *httputil.ReverseProxy
 	http    *http.Server
 	poll    *poller
@@ -42,20 +50,33 @@ type Server struct {
 	goroutinesOnly bool
 }
 
+// Option sets up a Server beyond its Config: the code-only knobs.
+type Option func(*Server)
+
+// WithLogger logs through l; by default nothing is logged.
+func WithLogger(l *zap.Logger) Option { return func(s *Server) { s.log = l } }
+
+// WithMetrics registers the proxy's Prometheus metrics with reg.
+func WithMetrics(reg prometheus.Registerer) Option { return func(s *Server) { s.registerer = reg } }
+
 // New returns a Server routing over the backends of members.
-func New(cfg Config, members memberSource, log *zap.Logger) *Server {
-	if log == nil {
-		log = zap.NewNop()
-	}
+func New(cfg Config, members memberSource, opts ...Option) *Server {
 	s := &Server{
-		log:     log,
+		log:     zap.NewNop(),
 		router:  newRouter(cfg, members.Snapshot()),
 		members: members,
 		pool:    newBufPool(),
 		reg:     newRegistry(),
-		places:  newPlacements(),
-		mig:     newMigrator(),
+		places:   newPlacements(),
+		sessions: newPlacements(),
+		mig:      newMigrator(),
+		idPrefix: fmt.Sprintf("%08x", rand.Uint32()),
 	}
+	for _, o := range opts {
+		o(s)
+	}
+	log := s.log
+	s.metrics = newMetrics(s.registerer, s)
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.poll = newPoller(s)
 	cfg = s.router.table().cfg
@@ -90,9 +111,6 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { httpDone <- s.http.Shutdown(ctx) }()
 	s.endLife()
 	s.drains.Wait()
-	goingAway := ending{cause: "proxy shutting down", linger: true,
-		clientCode: ws.StatusGoingAway, clientReason: "proxy shutting down", code: ws.StatusGoingAway,
-		backendCode: ws.StatusGoingAway, backendReason: "proxy shutting down"}
 	rate := s.router.table().cfg.MigrateRate
 	// Handshakes under way when the listener closed register late: go
 	// round until nothing is left.
@@ -101,7 +119,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if len(conns) == 0 {
 			break
 		}
-		closePaced(ctx, conns, rate, goingAway)
+		closePaced(ctx, conns, rate, goingAway())
 		select {
 		case <-s.reg.emptied():
 		case <-ctx.Done():
@@ -120,110 +138,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return errors.Join(err, <-httpDone)
 }
 
-// ServeHTTP routes one request: a WebSocket upgrade is relayed frame by
-// frame, anything else is reverse proxied, both to the client's backend.
-func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	t := s.router.table()
-	upgrade := isWebSocketUpgrade(r)
-	if upgrade {
-		if he := checkClientHandshake(r); he != nil {
-			s.writeHandshakeError(w, r, he)
-			return
-		}
-	}
-	rt, err := s.route(t, r, upgrade)
-	if err != nil {
-		s.writeHandshakeError(w, r, &handshakeError{status: http.StatusServiceUnavailable, msg: err.Error(), err: err})
-		return
-	}
-	if !upgrade {
-		s.serveHTTP(w, r, rt)
-		return
-	}
-	s.serveWebSocket(w, r, t, rt)
-}
-
-// route routes r. A WebSocket's route is reserved in the registry, counted
-// as load, until its connection registers or its handshake fails; with
-// bounded loads the choice and the reservation are one step, so a burst of
-// clients cannot all pile onto the same backend.
-func (s *Server) route(t *table, r *http.Request, websocket bool) (route, error) {
-	if t.cfg.LoadFactor <= 0 {
-		rt, err := t.route(peerAddr(r), r.Header, nil)
-		if err == nil && websocket {
-			s.reg.reserve(rt.backend)
-		}
-		return rt, err
-	}
-	s.reg.mu.Lock()
-	defer s.reg.mu.Unlock()
-	rt, err := t.route(peerAddr(r), r.Header, boundedView{s})
-	if err == nil && websocket {
-		s.reg.reserveLocked(rt.backend)
-	}
-	return rt, err
-}
-
-// boundedView shows bounded loads the registry, whose lock the caller
-// holds, and the remembered placements.
-type boundedView struct{ s *Server }
-
-func (v boundedView) load(backend string) (int, int) { return v.s.reg.loadLocked(backend) }
-
-func (v boundedView) placed(key uint64) (string, bool) { return v.s.places.get(key, time.Now()) }
-
-func (v boundedView) place(key uint64, backend string) { v.s.places.put(key, backend, time.Now()) }
-
-func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, t *table, rt route) {
-	registered := false
-	defer func() {
-		if !registered {
-			s.reg.unreserve(rt.backend)
-		}
-	}()
-	bh, err := s.dialBackend(r.Context(), t, r, rt)
-	if err != nil {
-		var ref *refusal
-		var he *handshakeError
-		switch {
-		case errors.As(err, &ref):
-			writeRefusal(w, ref)
-			s.log.Info("backend refused upgrade", zap.String("remote", r.RemoteAddr),
-				zap.String("backend", rt.backend), zap.Int("status", ref.status))
-		case errors.As(err, &he):
-			s.writeHandshakeError(w, r, he)
-		}
-		return
-	}
-	extra := bh.header
-	if rt.setCookie != "" {
-		extra.Add("Set-Cookie", t.routeCookie(rt.setCookie))
-	}
-	conn, pending, err := s.acceptClient(w, r, bh, extra)
-	if err != nil {
-		bh.conn.Close()
-		s.log.Info("client handshake failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
-		return
-	}
-	registered = true
-	if !s.goroutinesOnly && isTCP(conn) && isTCP(bh.conn) {
-		l, err := s.poll.pick()
-		if err == nil {
-			err = s.startEconn(l, &t.cfg, rt, conn, bh.conn, pending, bh.pending, len(bh.exts) > 0)
-			if err != nil {
-				s.log.Warn("event loop refused a connection", zap.String("remote", r.RemoteAddr), zap.Error(err))
-			}
-			return
-		}
-	}
-	sess := s.newSession(&t.cfg, rt, conn, pending, bh)
-	s.reg.add(sess)
-	sess.run()
-}
-
-// isTCP reports whether c is a plain TCP socket, which the event loops can
-// drive; TLS connections need a goroutine per direction.
-func isTCP(c net.Conn) bool {
-	_, ok := c.(*net.TCPConn)
-	return ok
+// allStats returns every relay counter set: the event loops' and the
+// goroutine sessions'.
+func (s *Server) allStats() []*relayStats {
+	return append(s.poll.stats(), &s.stats)
 }

@@ -121,6 +121,7 @@ func (s *session) pumpUp() ending {
 		s.lastRead.Store(now)
 		s.bytesUp.Add(int64(len(p)))
 		e, done := s.relayUp(p, now)
+		s.srv.stats.add(true, s.up.takeFrames(), uint64(len(p)))
 		s.srv.pool.put(buf)
 		if done {
 			return e
@@ -164,6 +165,7 @@ func (s *session) pumpDown() ending {
 		}
 		s.bytesDown.Add(int64(len(p)))
 		e, done := s.relayDown(p)
+		s.srv.stats.add(false, s.down.takeFrames(), uint64(len(p)))
 		s.srv.pool.put(buf)
 		if done {
 			return e

@@ -47,14 +47,14 @@ type AgentConfig struct {
 // Agent gives one backend, written in any language, its place in the ring:
 // it gossips the backend's address, weight and state to the proxies and
 // checks the backend locally. The proxies still run their own checks
-// before sending traffic.
+// before sending traffic. Run it once; an Agent is not meant for
+// concurrent use.
 type Agent struct {
 	cfg     AgentConfig
 	log     *zap.Logger
 	secret  []byte
-	check   checkFunc // nil: no local check
-	target  string    // address the local check reaches
-	checker *checker
+	checker *checker                 // nil: no local check
+	target  string                   // address the local check reaches
 	tune    func(*memberlist.Config) // tests shorten memberlist's timers
 }
 
@@ -94,7 +94,7 @@ func NewAgent(cfg AgentConfig, log *zap.Logger) (*Agent, error) {
 		if err != nil {
 			return nil, fmt.Errorf("upstream: agent: %w", err)
 		}
-		a.checker, a.target, a.check = c, target, c.check
+		a.checker, a.target = c, target
 	}
 	if a.secret, err = readSecret(cfg.Discovery.SecretFile); err != nil {
 		return nil, err
@@ -110,7 +110,7 @@ func NewAgent(cfg AgentConfig, log *zap.Logger) (*Agent, error) {
 // ends.
 func (a *Agent) Run(ctx context.Context) error {
 	h := trusted()
-	if a.check != nil {
+	if a.checker != nil {
 		h = rising()
 	}
 	g, err := startGossip(a.cfg.Discovery, a.secret, a.meta(h), a.log, a.tune)
@@ -128,7 +128,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer close(done)
 		g.keepJoined(jctx)
 	}()
-	if a.check != nil {
+	if a.checker != nil {
 		a.watch(ctx, g, &h, log)
 	} else {
 		<-ctx.Done()
@@ -168,7 +168,7 @@ func (a *Agent) watch(ctx context.Context, g *gossipNode, h *health, log *zap.Lo
 		case <-t.C:
 		}
 		cctx, cancel := context.WithTimeout(ctx, timeout)
-		err := a.check(cctx, a.target)
+		err := a.checker.check(cctx, a.target)
 		cancel()
 		if ctx.Err() != nil {
 			return

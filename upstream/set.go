@@ -73,30 +73,30 @@ type Snapshot struct {
 // whenever the ring or a backend's State changes; a check that changes
 // neither publishes nothing. It is safe for concurrent use.
 //
-// A Set from NewSet is static: it changes only through Replace. A Set from
-// New also checks health, takes reports of failures from the proxy and,
-// with discovery on, folds in gossip members, all while Run runs.
+// A Set from NewSet is static: it changes only through Replace or Update.
+// A Set from New also checks health, takes reports of failures from the
+// proxy and, with discovery on, folds in gossip members, all while Run
+// runs.
 type Set struct {
 	cur     atomic.Pointer[Snapshot] // readers Load it without waiting on mu
 	changed chan struct{}            // one slot: pending signals coalesce
-
-	mu      sync.Mutex // guards the fields below and serializes publication
-	managed bool       // built by New: health and gossip apply
-	cfg     Config     // with defaults; Discovery is the running one
-	members map[string]*member
-	peers   map[string]*peer // gossip nodes by name
-	gen     uint64           // bumped when health settings change; stale probers' results are dropped
-	checker *checker
-
 	log     *zap.Logger
 	wake    chan struct{}              // one slot: Run has probers to start or stop
 	running atomic.Bool                // Run is running
 	gossip  atomic.Pointer[gossipNode] // while Run runs with discovery on
 	secret  []byte                     // gossip key read by New
 	// check overrides checker, and tune adjusts memberlist's
-	// configuration, in tests.
+	// configuration, in tests. Both are set before Run.
 	check checkFunc
 	tune  func(*memberlist.Config)
+
+	mu      sync.Mutex // guards the fields below and serializes publication
+	managed bool       // built by New: health and gossip apply; never changes
+	cfg     Config     // with defaults; Discovery is the running one
+	members map[string]*member
+	peers   map[string]*peer // gossip nodes by name
+	gen     uint64           // bumped when health settings change; stale probers' results are dropped
+	checker *checker
 }
 
 // NewSet returns a static Set holding backends, all healthy: it checks no

@@ -62,15 +62,17 @@ func gossipPort(t *testing.T) int {
 func gossipAddr(port int) string { return "127.0.0.1:" + strconv.Itoa(port) }
 
 // gossipProxy starts `wsedge serve` with discovery on port, joining join,
-// and no static backends.
+// and no static backends, and waits until its gossip node is up.
 func gossipProxy(t *testing.T, port int, extra string, join ...int) *proc {
 	t.Helper()
 	seeds := make([]string, len(join))
 	for i, j := range join {
 		seeds[i] = strconv.Quote(gossipAddr(j))
 	}
-	return startWsedge(t, fmt.Sprintf("%s\n[discovery]\nbind = %q\njoin = [%s]\nprofile = \"local\"\n%s",
+	p := startWsedge(t, fmt.Sprintf("%s\n[discovery]\nbind = %q\njoin = [%s]\nprofile = \"local\"\n%s",
 		gossipHealth, gossipAddr(port), strings.Join(seeds, ", "), extra))
+	p.logs.wait(t, `"msg":"gossip started"`, 5*time.Second, fmt.Sprintf(`"addr":%q`, gossipAddr(port)))
+	return p
 }
 
 // startAgent runs `wsedge agent` for backend on a free gossip port,
@@ -282,8 +284,8 @@ func TestClusterAgreement(t *testing.T) {
 	killed := time.Now()
 	remaining := slices.DeleteFunc(append(slices.Clone(want), sixth.Addr), func(a string) bool { return a == backends[2].Addr })
 	took := waitRings(t, proxies, remaining, 20*time.Second)
-	t.Logf("SIGKILLed agent out of all 3 rings after %v (profile local: probe 1s, suspicion 3 probes)", time.Since(killed).Round(time.Millisecond))
-	if took > 15*time.Second {
+	t.Logf("SIGKILLed agent out of all 3 rings after %v (profile local: probes every 500ms, suspicion 3 probes)", time.Since(killed).Round(time.Millisecond))
+	if took > 8*time.Second {
 		t.Errorf("death took %v to notice, beyond memberlist's local failure detection", took)
 	}
 	final := routes(t, proxies, keys)

@@ -62,7 +62,8 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintln(stdout, "press Ctrl-C to stop")
 	<-ctx.Done()
-	return d.shutdown()
+	d.shutdown()
+	return nil
 }
 
 // demoBackend is a tiny app server: it serves the demo page and echoes

@@ -207,7 +207,7 @@ func TestSlowConsumerClosedInTime(t *testing.T) {
 			}
 		}
 	}()
-	p.logs.wait(t, `"cause":"slow consumer"`, 5*time.Second, `"close_code":1008`)
+	p.logs.wait(t, `"cause":"slow_consumer"`, 5*time.Second, `"close_code":1008`)
 	if took := time.Since(start); took > 2*time.Second+500*time.Millisecond {
 		t.Fatalf("slow consumer closed after %v, want within write_timeout + 1s (plus filling the buffers)", took)
 	}
@@ -311,7 +311,7 @@ func TestHeartbeats(t *testing.T) {
 	}()
 	mute, _ := wsDial(t, p.listen, "/", nil) // never reads, so never answers a ping
 	_ = mute
-	p.logs.wait(t, `"cause":"pong timeout"`, 3*time.Second)
+	p.logs.wait(t, `"cause":"pong_timeout"`, 3*time.Second)
 	select {
 	case err := <-readErr:
 		t.Fatalf("the answering client was closed: %v", err)
@@ -326,39 +326,71 @@ func TestHeartbeats(t *testing.T) {
 }
 
 // SIGHUP applies a new config to new connections without touching live
-// ones; a broken file changes nothing. SIGTERM closes clients with 1001.
+// ones; removing a backend moves its clients with 1012; a broken file
+// changes nothing. SIGTERM closes clients with 1001.
 func TestReloadAndShutdown(t *testing.T) {
 	b1 := upstreamtest.Start(t, upstreamtest.WithName("first"))
 	b2 := upstreamtest.Start(t, upstreamtest.WithName("second"))
-	p := startWsedge(t, upstreams(b1))
-	live, _ := wsDial(t, p.listen, "/", nil)
-	if askName(t, live) != "first" {
-		t.Fatal("not on the only backend")
-	}
-	writeConfig(t, p.cfgPath, upstreams(b2))
-	p.signal(t, syscall.SIGHUP)
-	p.logs.wait(t, "config reloaded", 5*time.Second)
-	if got := askName(t, live); got != "first" {
-		t.Fatalf("live connection moved to %q by a reload", got)
-	}
-	fresh, _ := wsDial(t, p.listen, "/", nil)
-	if got := askName(t, fresh); got != "second" {
-		t.Fatalf("new connection on %q after reload, want second", got)
+	cfg := "[affinity]\nkey = \"header\"\nheader = \"X-User\"\n"
+	p := startWsedge(t, cfg+upstreams(b1))
+	user := func(i int) http.Header { return http.Header{"X-User": {fmt.Sprintf("user-%d", i)}} }
+	var live []*websocket.Conn
+	for i := range 20 {
+		c, _ := wsDial(t, p.listen, "/", user(i))
+		if askName(t, c) != "first" {
+			t.Fatal("not on the only backend")
+		}
+		live = append(live, c)
 	}
 
-	writeConfig(t, p.cfgPath, "[websocket]\nping_interval = \"soon\"\n"+upstreams(b1))
+	// Add a backend: with on_add = "keep" nothing live moves, and new
+	// clients reach it.
+	writeConfig(t, p.cfgPath, cfg+upstreams(b1, b2))
+	p.signal(t, syscall.SIGHUP)
+	p.logs.wait(t, "config reloaded", 5*time.Second)
+	for i, c := range live {
+		if got := askName(t, c); got != "first" {
+			t.Fatalf("live connection %d moved to %q by a reload", i, got)
+		}
+	}
+	onSecond := 0
+	for i := 100; i < 140; i++ {
+		c, _ := wsDial(t, p.listen, "/", user(i))
+		if askName(t, c) == "second" {
+			onSecond++
+		}
+		c.Close()
+	}
+	if onSecond == 0 {
+		t.Fatal("no new client landed on the added backend")
+	}
+
+	// A broken file changes nothing and says why.
+	writeConfig(t, p.cfgPath, cfg+"[websocket]\nping_interval = \"soon\"\n"+upstreams(b2))
 	p.signal(t, syscall.SIGHUP)
 	p.logs.wait(t, "config reload failed", 5*time.Second, "websocket.ping_interval")
-	again, _ := wsDial(t, p.listen, "/", nil)
+	for i, c := range live {
+		if got := askName(t, c); got != "first" {
+			t.Fatalf("live connection %d on %q after a broken reload", i, got)
+		}
+	}
+
+	// Remove the first backend: its clients are told to reconnect.
+	writeConfig(t, p.cfgPath, cfg+upstreams(b2))
+	p.signal(t, syscall.SIGHUP)
+	for i, c := range live {
+		if got := closeCodeOf(t, c, 5*time.Second); got != 1012 {
+			t.Fatalf("connection %d of a removed backend closed with %d, want 1012", i, got)
+		}
+	}
+	again, _ := wsDial(t, p.listen, "/", user(0))
 	if got := askName(t, again); got != "second" {
-		t.Fatalf("broken reload changed routing: new connection on %q", got)
+		t.Fatalf("reconnect landed on %q, want second", got)
 	}
 
 	p.signal(t, syscall.SIGTERM)
-	for _, c := range []*websocket.Conn{live, fresh, again} {
-		if got := closeCodeOf(t, c, 5*time.Second); got != 1001 {
-			t.Errorf("close code on shutdown %d, want 1001", got)
-		}
+	if got := closeCodeOf(t, again, 5*time.Second); got != 1001 {
+		t.Errorf("close code on shutdown %d, want 1001", got)
 	}
 	if code := p.waitExit(t, 10*time.Second); code != 0 {
 		t.Fatalf("exit code %d after SIGTERM, want 0", code)

@@ -14,6 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/wsedge/wsedge/cmd/wsedge/internal/config"
@@ -21,8 +24,12 @@ import (
 	"github.com/wsedge/wsedge/upstream"
 )
 
-// serve runs the proxy until ctx ends (SIGINT or SIGTERM), re-reading its
-// config on SIGHUP.
+// errForced is returned when a second signal cut the graceful shutdown short.
+var errForced = errors.New("second signal: stopped without waiting for connections")
+
+// serve runs the proxy until SIGINT or SIGTERM, re-reading its config on
+// SIGHUP. The first stop signal shuts down gracefully; a second one exits
+// at once.
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	path := fs.String("config", "", "config file (default ./proxy.toml when present, else built-in defaults)")
@@ -57,27 +64,34 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 		select {
 		case <-hup:
 			d.reload()
+		case err := <-d.failed:
+			d.shutdown()
+			return err
 		case <-ctx.Done():
-			return d.shutdown()
+			return d.shutdownUnlessSignalled()
 		}
 	}
 }
 
 // daemon is a running proxy with its listeners, as serve and demo run it.
 type daemon struct {
-	log   *zap.Logger
-	level zap.AtomicLevel
-	path  string // config file to re-read on reload; "" for none
+	log    *zap.Logger
+	level  zap.AtomicLevel
+	path   string // config file to re-read on reload; "" for none
+	failed chan error
 
-	set   *upstream.Set
-	srv   *proxy.Server
-	admin *http.Server
+	set     *upstream.Set
+	srv     *proxy.Server
+	certs   *certificate
+	reloads *prometheus.CounterVec
 
-	mu  sync.Mutex // guards cur
-	cur *config.File
-
-	cancel context.CancelFunc
-	wg     sync.WaitGroup // the goroutines serving listeners and watching members
+	mu       sync.Mutex // guards cur, ln and admin
+	cur      *config.File
+	ln       net.Listener
+	admin    *http.Server
+	adminMux http.Handler
+	cancel   context.CancelFunc
+	wg     sync.WaitGroup // the goroutines serving listeners, watching members and checking health
 }
 
 func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemon, error) {
@@ -85,41 +99,87 @@ func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemo
 	if err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", f.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
+	d := &daemon{log: log, level: level, path: f.Path, cur: f, failed: make(chan error, 1), certs: &certificate{}}
+	if err := d.certs.load(f.TLS); err != nil {
+		return nil, err
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	d := &daemon{log: log, level: level, path: f.Path, cur: f, cancel: cancel}
-	d.set = upstream.NewSet(staticBackends(f))
-	d.srv = proxy.New(pc, d.set, log)
+	d.set, err = upstream.New(upstreamConfig(f, pc), log)
+	if err != nil {
+		return nil, err
+	}
+	metrics := prometheus.NewRegistry()
+	metrics.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	d.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wsedge_config_reloads_total",
+		Help: "Config reloads on SIGHUP, by result (ok or failed).",
+	}, []string{"result"})
+	metrics.MustRegister(d.reloads)
+	d.srv = proxy.New(pc, d.set, proxy.WithLogger(log), proxy.WithMetrics(metrics))
+	d.adminMux = d.adminHandler(metrics)
+
+	ln, err := listen(f, d.certs)
+	if err != nil {
+		return nil, err
+	}
+	d.ln = ln
 	adminAddr := ""
 	if f.AdminListen != "" {
 		aln, err := net.Listen("tcp", f.AdminListen)
 		if err != nil {
 			ln.Close()
-			cancel()
 			return nil, fmt.Errorf("admin listen: %w", err)
 		}
 		adminAddr = aln.Addr().String()
-		d.admin = &http.Server{Handler: d.adminHandler(), ReadHeaderTimeout: 5 * time.Second}
-		d.wg.Go(func() { d.admin.Serve(aln) })
+		d.serveAdmin(aln)
 	}
-	d.wg.Go(func() { d.srv.WatchMembers(ctx) })
+
+	ctx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
 	d.wg.Go(func() {
-		if err := d.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			log.Error("serve stopped", zap.Error(err))
+		if err := d.set.Run(ctx); err != nil && ctx.Err() == nil {
+			d.fail(fmt.Errorf("backend set: %w", err))
 		}
 	})
+	d.wg.Go(func() { d.srv.WatchMembers(ctx) })
+	d.serveProxy(ln)
 	log.Info("listening", zap.String("listen", ln.Addr().String()), zap.String("admin", adminAddr),
-		zap.Int("backends", len(f.Upstreams)))
+		zap.Int("backends", len(f.Upstreams)), zap.Bool("tls", f.TLS.Cert != ""),
+		zap.Bool("proxy_protocol", f.ProxyProtocol))
 	return d, nil
 }
 
-// adminHandler serves the proxy's admin endpoints and the profiler.
-func (d *daemon) adminHandler() http.Handler {
+// fail reports an error that ends the daemon.
+func (d *daemon) fail(err error) {
+	select {
+	case d.failed <- err:
+	default:
+	}
+}
+
+func (d *daemon) serveProxy(ln net.Listener) {
+	d.wg.Go(func() {
+		err := d.srv.Serve(ln)
+		if err != nil && !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			d.log.Error("serve stopped", zap.Error(err))
+			d.fail(err)
+		}
+	})
+}
+
+// serveAdmin serves the admin endpoints on ln. d.mu must be held, or d not
+// yet shared.
+func (d *daemon) serveAdmin(ln net.Listener) {
+	srv := &http.Server{Handler: d.adminMux, ReadHeaderTimeout: 5 * time.Second}
+	d.admin = srv
+	d.wg.Go(func() { srv.Serve(ln) })
+}
+
+// adminHandler serves the proxy's admin endpoints, the metrics and the
+// profiler.
+func (d *daemon) adminHandler(metrics *prometheus.Registry) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/", d.srv.AdminHandler())
+	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
@@ -128,33 +188,115 @@ func (d *daemon) adminHandler() http.Handler {
 	return mux
 }
 
-// reload re-reads the config file and applies it to new connections. An
-// invalid file changes nothing.
+// reload re-reads the config file and applies it: to new connections, to
+// the backend set, to the listeners. An invalid file, or one whose
+// certificate or listener cannot be set up, changes nothing.
 func (d *daemon) reload() {
 	if d.path == "" {
 		d.log.Warn("reload ignored: running on built-in defaults, no file to re-read")
 		return
 	}
-	f, err := config.Load(d.path)
-	if err == nil {
-		var pc proxy.Config
-		if pc, err = proxyConfig(f); err == nil {
-			d.level.SetLevel(logLevel(f.LogLevel))
-			d.srv.SetConfig(pc)
-			d.set.Replace(staticBackends(f))
-			d.mu.Lock()
-			d.cur = f
-			d.mu.Unlock()
-			d.log.Info("config reloaded", zap.String("file", f.Path), zap.Int("backends", len(f.Upstreams)))
-			return
-		}
+	if err := d.apply(d.path); err != nil {
+		d.reloads.WithLabelValues("failed").Inc()
+		d.log.Error("config reload failed; keeping the running config", zap.String("file", d.path), zap.Error(err))
+		return
 	}
-	d.log.Error("config reload failed; keeping the running config", zap.String("file", d.path), zap.Error(err))
+	d.reloads.WithLabelValues("ok").Inc()
 }
 
-// shutdown stops accepting, closes live connections with 1001 and waits,
-// bounded by shutdown_timeout.
-func (d *daemon) shutdown() error {
+func (d *daemon) apply(path string) error {
+	f, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	pc, err := proxyConfig(f)
+	if err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	old := d.cur
+	certs := d.certs
+	if f.TLS != old.TLS || f.TLS.Cert != "" {
+		// Certificates are read again on every reload, so a renewed file
+		// under the same name takes effect.
+		next := &certificate{}
+		if err := next.load(f.TLS); err != nil {
+			return err
+		}
+		certs = next
+	}
+	var ln net.Listener
+	if f.Listen != old.Listen || f.ProxyProtocol != old.ProxyProtocol || (f.TLS.Cert == "") != (old.TLS.Cert == "") ||
+		!equalPrefixes(f.Affinity.TrustedProxies, old.Affinity.TrustedProxies) && f.ProxyProtocol {
+		if ln, err = listen(f, d.certs); err != nil {
+			return err
+		}
+	}
+	var aln net.Listener
+	if f.AdminListen != old.AdminListen && f.AdminListen != "" {
+		if aln, err = net.Listen("tcp", f.AdminListen); err != nil {
+			if ln != nil {
+				ln.Close()
+			}
+			return fmt.Errorf("admin listen: %w", err)
+		}
+	}
+	if err := d.set.Update(upstreamConfig(f, pc)); err != nil {
+		if ln != nil {
+			ln.Close()
+		}
+		if aln != nil {
+			aln.Close()
+		}
+		return err
+	}
+	// Everything that can fail has succeeded: swap it all in.
+	d.level.SetLevel(logLevel(f.LogLevel))
+	d.srv.SetConfig(pc)
+	d.certs.set(certs)
+	if ln != nil {
+		d.ln.Close() // live connections are not the listener's: they stay
+		d.ln = ln
+		d.serveProxy(ln)
+		d.log.Info("listening", zap.String("listen", ln.Addr().String()))
+	}
+	if f.AdminListen != old.AdminListen {
+		if d.admin != nil {
+			d.admin.Close()
+			d.admin = nil
+		}
+		if aln != nil {
+			d.serveAdmin(aln)
+			d.log.Info("admin listening", zap.String("admin", aln.Addr().String()))
+		}
+	}
+	d.cur = f
+	d.log.Info("config reloaded", zap.String("file", f.Path), zap.Int("backends", len(f.Upstreams)))
+	return nil
+}
+
+// shutdownUnlessSignalled shuts down gracefully, unless another SIGINT or
+// SIGTERM comes first: then it returns at once and the process exits with
+// whatever is still open.
+func (d *daemon) shutdownUnlessSignalled() error {
+	again := make(chan os.Signal, 1)
+	signal.Notify(again, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(again)
+	done := make(chan struct{})
+	go func() { d.shutdown(); close(done) }()
+	select {
+	case <-done:
+		return nil
+	case <-again:
+		d.log.Warn("second signal: exiting without waiting for connections")
+		return errForced
+	}
+}
+
+// shutdown stops accepting, closes live connections with 1001 at
+// migrate_rate and waits, bounded by shutdown_timeout.
+func (d *daemon) shutdown() {
 	d.mu.Lock()
 	timeout := d.cur.ShutdownTimeout
 	d.mu.Unlock()
@@ -162,14 +304,15 @@ func (d *daemon) shutdown() error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	err := d.srv.Shutdown(ctx)
+	d.mu.Lock()
 	if d.admin != nil {
 		d.admin.Close()
 	}
+	d.mu.Unlock()
 	d.cancel()
 	d.wg.Wait()
 	if err != nil {
 		d.log.Warn("shutdown cut short", zap.Error(err))
 	}
 	d.log.Info("stopped")
-	return nil
 }

@@ -36,16 +36,23 @@ func loadConfig(path string) (f *config.File, defaulted bool, err error) {
 // proxyConfig is what the proxy package needs of the file.
 func proxyConfig(f *config.File) (proxy.Config, error) {
 	c := proxy.Config{
-		Cookie:           f.Affinity.Cookie,
-		Header:           f.Affinity.Header,
-		Trusted:          affinity.NewTrustedProxies(f.Affinity.TrustedProxies),
-		VNodes:           f.Ring.VNodes,
-		HandshakeTimeout: f.WebSocket.HandshakeTimeout,
-		PingInterval:     f.WebSocket.PingInterval,
-		PongTimeout:      f.WebSocket.PongTimeout,
-		WriteTimeout:     f.WebSocket.WriteTimeout,
-		MaxMessageBytes:  f.WebSocket.MaxMessageBytes,
-		MaxHeaderBytes:   int(f.Limits.MaxHeaderBytes),
+		Cookie:              f.Affinity.Cookie,
+		Header:              f.Affinity.Header,
+		Trusted:             affinity.NewTrustedProxies(f.Affinity.TrustedProxies),
+		VNodes:              f.Ring.VNodes,
+		LoadFactor:          f.Ring.LoadFactor,
+		KeepRemoved:         f.Rebalance.OnRemove == "keep",
+		MigrateOnAdd:        f.Rebalance.OnAdd == "migrate",
+		MigrateRate:         f.Rebalance.MigrateRate,
+		HandshakeTimeout:    f.WebSocket.HandshakeTimeout,
+		PingInterval:        f.WebSocket.PingInterval,
+		PongTimeout:         f.WebSocket.PongTimeout,
+		WriteTimeout:        f.WebSocket.WriteTimeout,
+		MaxMessageBytes:     f.WebSocket.MaxMessageBytes,
+		MaxHeaderBytes:      int(f.Limits.MaxHeaderBytes),
+		MaxConnections:      f.Limits.MaxConnections,
+		MaxConnectionsPerIP: f.Limits.MaxConnectionsPerIP,
+		AllowedOrigins:      f.WebSocket.AllowedOrigins,
 	}
 	switch f.Affinity.Key {
 	case "cookie":
@@ -78,6 +85,18 @@ func upstreamTLS(u config.UpstreamTLS) (*tls.Config, error) {
 		}
 	}
 	return tc, nil
+}
+
+// upstreamConfig is what the backend set needs of the file.
+func upstreamConfig(f *config.File, pc proxy.Config) upstream.Config {
+	return upstream.Config{
+		Static: staticBackends(f),
+		Health: upstream.HealthConfig{Type: f.Health.Type, Path: f.Health.Path, Interval: f.Health.Interval,
+			Timeout: f.Health.Timeout, Rise: f.Health.Rise, Fall: f.Health.Fall},
+		Discovery: upstream.DiscoveryConfig{Bind: f.Discovery.Bind, Name: f.Discovery.Name, Join: f.Discovery.Join,
+			SecretFile: f.Discovery.SecretFile, Profile: f.Discovery.Profile},
+		UpstreamTLS: pc.UpstreamTLS,
+	}
 }
 
 // staticBackends lists the [[upstream]] entries.

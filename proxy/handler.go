@@ -1,0 +1,269 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/wsedge/wsedge/affinity"
+)
+
+// ServeHTTP routes one request: a WebSocket upgrade is relayed frame by
+// frame, anything else is reverse proxied, both to the client's backend.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t := s.router.table()
+	upgrade := isWebSocketUpgrade(r)
+	if upgrade {
+		if he := checkClientHandshake(r); he != nil {
+			s.refuse(w, r, hsBadRequest, he)
+			return
+		}
+		if !t.originAllowed(r.Header.Get("Origin")) {
+			s.refuse(w, r, hsOriginDenied, &handshakeError{status: http.StatusForbidden, msg: "origin not allowed"})
+			return
+		}
+	}
+	rt, err := s.route(t, r, upgrade)
+	if err != nil {
+		he := &handshakeError{status: http.StatusServiceUnavailable, msg: err.Error(), err: err}
+		result := hsNoBackend
+		switch {
+		case errors.Is(err, errTooManyConnections):
+			result = hsOverLimit
+			w.Header().Set("Retry-After", retryAfter)
+		case errors.Is(err, errTooManyFromIP):
+			result, he.status = hsOverLimit, http.StatusTooManyRequests
+			w.Header().Set("Retry-After", retryAfter)
+		}
+		if upgrade {
+			s.refuse(w, r, result, he)
+		} else {
+			s.writeHandshakeError(w, r, he)
+		}
+		return
+	}
+	s.noteAffinity(w, r, rt)
+	if !upgrade {
+		s.serveHTTP(w, r, rt)
+		return
+	}
+	s.serveWebSocket(w, r, t, rt)
+}
+
+// retryAfter is what a client over a connection limit is told, in seconds.
+const retryAfter = "5"
+
+// refuse answers a handshake the proxy itself turns down, and counts it.
+func (s *Server) refuse(w http.ResponseWriter, r *http.Request, result string, he *handshakeError) {
+	s.metrics.handshake(result)
+	s.writeHandshakeError(w, r, he)
+}
+
+// route routes r. A WebSocket's route is reserved in the registry, counted
+// as load and against the connection limits, until its connection
+// registers or its handshake fails; with bounded loads the choice and the
+// reservation are one step, so a burst of clients cannot all pile onto the
+// same backend.
+func (s *Server) route(t *table, r *http.Request, websocket bool) (route, error) {
+	var lv loadView
+	if t.cfg.LoadFactor > 0 {
+		lv = boundedView{s}
+	}
+	s.reg.mu.Lock()
+	defer s.reg.mu.Unlock()
+	rt, err := t.route(peerAddr(r), r.Header, lv)
+	if err != nil {
+		return rt, err
+	}
+	rt.id = s.ids.Add(1)
+	rt.requestID = r.Header.Get("X-Request-ID")
+	if !validRequestID(rt.requestID) {
+		rt.requestID = s.requestID(rt.id)
+	}
+	if websocket {
+		err = s.reg.reserveLocked(rt.backend, rt.client, t.cfg.MaxConnections, t.cfg.MaxConnectionsPerIP)
+	}
+	return rt, err
+}
+
+// validRequestID accepts a client's X-Request-ID when it is short and
+// printable, so that it can go into logs and headers as it is.
+func validRequestID(id string) bool {
+	if id == "" || len(id) > 128 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if id[i] < 0x21 || id[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// requestID makes the X-Request-ID of request number id: unique across
+// restarts thanks to the process's random prefix.
+func (s *Server) requestID(id uint64) string {
+	return s.idPrefix + "-" + strconv.FormatUint(id, 16)
+}
+
+// boundedView shows bounded loads the registry, whose lock the caller
+// holds, and the remembered placements.
+type boundedView struct{ s *Server }
+
+func (v boundedView) load(backend string) (int, int) { return v.s.reg.loadLocked(backend) }
+
+func (v boundedView) placed(key uint64) (string, bool) { return v.s.places.get(key, time.Now()) }
+
+func (v boundedView) place(key uint64, backend string) { v.s.places.put(key, backend, time.Now()) }
+
+// noteAffinity counts and marks a request that cannot reach the backend it
+// had before: its route cookie names a backend that left the ring, or its
+// Engine.IO session was last seen on another backend (the cause of
+// Socket.IO's "Session ID unknown").
+func (s *Server) noteAffinity(w http.ResponseWriter, r *http.Request, rt route) {
+	miss := ""
+	if rt.staleCookie {
+		miss = "stale_cookie"
+	}
+	if q := r.URL.Query(); q.Get("EIO") != "" && q.Get("sid") != "" {
+		key := affinity.HashString(q.Get("sid"))
+		now := time.Now()
+		if was, ok := s.sessions.get(key, now); ok && was != rt.backend {
+			miss = "session_moved"
+		}
+		s.sessions.put(key, rt.backend, now)
+	}
+	if miss == "" {
+		return
+	}
+	s.metrics.affinityMisses.WithLabelValues(miss).Inc()
+	w.Header().Set("X-Wsedge-Affinity-Miss", miss)
+	s.log.Info("affinity miss", zap.String("kind", miss), zap.Stringer("client", rt.client),
+		zap.String("backend", rt.backend), zap.String("path", r.URL.Path))
+}
+
+func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, t *table, rt route) {
+	registered := false
+	defer func() {
+		if !registered {
+			s.reg.unreserve(rt.backend, rt.client)
+		}
+	}()
+	bh, err := s.dialBackend(r.Context(), t, r, rt)
+	if err != nil {
+		s.backendFailed(w, r, rt, err)
+		return
+	}
+	s.passive(rt.backend, http.StatusSwitchingProtocols)
+	extra := bh.header
+	if rt.setCookie != "" {
+		extra.Add("Set-Cookie", t.routeCookie(rt.setCookie))
+	}
+	if v := w.Header().Get("X-Wsedge-Affinity-Miss"); v != "" {
+		extra.Set("X-Wsedge-Affinity-Miss", v)
+	}
+	conn, pending, err := s.acceptClient(w, r, bh, extra)
+	if err != nil {
+		bh.conn.Close()
+		s.metrics.handshake(hsClientFailed)
+		s.log.Info("client handshake failed", zap.String("remote", r.RemoteAddr), zap.Error(err))
+		return
+	}
+	s.metrics.handshake(hsOK)
+	registered = true
+	var c liveConn
+	if !s.goroutinesOnly && isTCP(conn) && isTCP(bh.conn) {
+		if l, err := s.poll.pick(); err == nil {
+			ec, err := s.startEconn(l, &t.cfg, rt, conn, bh.conn, pending, bh.pending, len(bh.exts) > 0)
+			if err != nil {
+				s.log.Warn("event loop refused a connection", zap.String("remote", r.RemoteAddr), zap.Error(err))
+				return
+			}
+			c = ec
+		}
+	}
+	var sess *session
+	if c == nil {
+		sess = s.newSession(&t.cfg, rt, conn, pending, bh)
+		s.reg.add(sess)
+		c = sess
+	}
+	if s.stopping.Load() {
+		c.requestClose(goingAway())
+	}
+	if sess != nil {
+		sess.run()
+	}
+}
+
+// backendFailed answers a handshake the backend did not complete and tells
+// passive health about it.
+func (s *Server) backendFailed(w http.ResponseWriter, r *http.Request, rt route, err error) {
+	var ref *refusal
+	var he *handshakeError
+	switch {
+	case errors.As(err, &ref):
+		s.passive(rt.backend, ref.status)
+		s.metrics.handshake(hsRefused)
+		writeRefusal(w, ref)
+		s.log.Info("backend refused upgrade", zap.String("remote", r.RemoteAddr),
+			zap.String("backend", rt.backend), zap.Int("status", ref.status))
+	case errors.As(err, &he):
+		result := hsUnreachable
+		if he.status == http.StatusGatewayTimeout {
+			result = hsBackendTimeout
+		}
+		if he.dial {
+			s.passive(rt.backend, 0)
+		}
+		s.refuse(w, r, result, he)
+	}
+}
+
+// passive reports a backend's answer to an upgrade (0: it could not be
+// dialed) to a member source that keeps passive health.
+func (s *Server) passive(backend string, status int) {
+	ph, ok := s.members.(passiveHealth)
+	if !ok {
+		return
+	}
+	if status == 0 {
+		ph.ReportDialFailure(backend)
+		return
+	}
+	ph.ReportUpgradeStatus(backend, status)
+}
+
+// passiveHealth is a member source that learns from the proxy's own
+// traffic: failed dials and 5xx answers count against a backend.
+type passiveHealth interface {
+	ReportDialFailure(addr string)
+	ReportUpgradeStatus(addr string, status int)
+}
+
+// originAllowed applies allowed_origins. Browsers always send Origin with a
+// WebSocket handshake; a request without one comes from a non-browser
+// client, which the check (against cross-site WebSocket hijacking) does
+// not concern.
+func (t *table) originAllowed(origin string) bool {
+	if len(t.cfg.AllowedOrigins) == 0 || origin == "" {
+		return true
+	}
+	for _, o := range t.cfg.AllowedOrigins {
+		if o == origin {
+			return true
+		}
+	}
+	return false
+}
+
+// isTCP reports whether c is a plain TCP socket, which the event loops can
+// drive; TLS connections need a goroutine per direction.
+func isTCP(c net.Conn) bool {
+	_, ok := c.(*net.TCPConn)
+	return ok
+}
