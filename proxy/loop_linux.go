@@ -17,13 +17,13 @@ import (
 // so that an idle connection costs its state and no goroutine or buffer.
 // It is safe for concurrent use.
 type poller struct {
-	srv   *Server
-	once  sync.Once
-	err   error
+	srv     *Server
+	once    sync.Once
+	err     error
 	loops   []*loop
 	started atomic.Bool // loops is set and final
 	next    atomic.Uint32
-	wg    sync.WaitGroup // one per running loop
+	wg      sync.WaitGroup // one per running loop
 }
 
 func newPoller(srv *Server) *poller { return &poller{srv: srv} }

@@ -40,10 +40,10 @@ type Server struct {
 	stats      relayStats  // what goroutine sessions relay
 	sessions   *placements // Engine.IO session IDs by backend, to spot affinity misses
 	idPrefix   string      // random, so request IDs differ across restarts
-	proxy   *httputil.ReverseProxy
-	http    *http.Server
-	poll    *poller
-	ids     atomic.Uint64
+	proxy      *httputil.ReverseProxy
+	http       *http.Server
+	poll       *poller
+	ids        atomic.Uint64
 
 	// goroutinesOnly makes every connection use the goroutine driver, so
 	// tests can run the same behaviour through both drivers.
@@ -62,11 +62,11 @@ func WithMetrics(reg prometheus.Registerer) Option { return func(s *Server) { s.
 // New returns a Server routing over the backends of members.
 func New(cfg Config, members memberSource, opts ...Option) *Server {
 	s := &Server{
-		log:     zap.NewNop(),
-		router:  newRouter(cfg, members.Snapshot()),
-		members: members,
-		pool:    newBufPool(),
-		reg:     newRegistry(),
+		log:      zap.NewNop(),
+		router:   newRouter(cfg, members.Snapshot()),
+		members:  members,
+		pool:     newBufPool(),
+		reg:      newRegistry(),
 		places:   newPlacements(),
 		sessions: newPlacements(),
 		mig:      newMigrator(),

@@ -58,7 +58,9 @@ func proxyPolicy(trusted []netip.Prefix) proxyproto.ConnPolicyFunc {
 
 // certificate holds the certificate clients are shown. A reload swaps it;
 // handshakes in progress and live connections keep the one they got.
-type certificate struct{ cur atomic.Pointer[tls.Certificate] }
+type certificate struct {
+	cur atomic.Pointer[tls.Certificate]
+}
 
 // load reads the [tls] files; with none configured it holds nothing.
 func (c *certificate) load(t config.TLS) error {

@@ -91,7 +91,7 @@ type daemon struct {
 	admin    *http.Server
 	adminMux http.Handler
 	cancel   context.CancelFunc
-	wg     sync.WaitGroup // the goroutines serving listeners, watching members and checking health
+	wg       sync.WaitGroup // the goroutines serving listeners, watching members and checking health
 }
 
 func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemon, error) {
