@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/wsedge/wsedge/affinity"
+	"github.com/wsedge/wsedge/upstream"
 )
 
 // RingMember is one backend as /debug/ring shows it.
@@ -18,6 +19,8 @@ type RingMember struct {
 	State  string  `json:"state"`
 	Share  float64 `json:"share"` // fraction of the hash space it owns
 	Live   int     `json:"live"`  // live WebSocket connections through this proxy
+	// LastError says why a backend outside the ring failed its checks.
+	LastError string `json:"last_error,omitempty"`
 }
 
 // RingStatus is the ring as /debug/ring shows it.
@@ -45,7 +48,16 @@ func (s *Server) Ring() RingStatus {
 	for i := range t.ring.Len() {
 		m := t.ring.Member(i)
 		st.Members = append(st.Members, RingMember{
-			Addr: m.Addr, Weight: m.Weight, State: "alive", Share: t.ring.Share(i), Live: counts[m.Addr],
+			Addr: m.Addr, Weight: m.Weight, State: string(upstream.StateHealthy), Share: t.ring.Share(i), Live: counts[m.Addr],
+		})
+	}
+	// Known backends outside the ring, with why they are out.
+	for _, m := range t.snapshot.Members {
+		if _, in := t.ring.Index(m.Addr); in {
+			continue
+		}
+		st.Members = append(st.Members, RingMember{
+			Addr: m.Addr, Weight: m.Weight, State: string(m.State), Live: counts[m.Addr], LastError: m.LastError,
 		})
 	}
 	return st

@@ -102,6 +102,8 @@ func (s *Server) startEconn(l *loop, cfg *Config, rt route, client, backend net.
 	c.init(s, cfg, rt, extensions)
 	c.upf.take(s.pool, clientPending)
 	c.downf.take(s.pool, backendPending)
+	c.bytesUp.Add(int64(len(clientPending)))
+	c.bytesDown.Add(int64(len(backendPending)))
 	s.reg.add(c)
 	if !l.post(c.start) {
 		unix.Close(cfd)
@@ -142,11 +144,9 @@ func detachFD(conn net.Conn) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	// The duplicate shares the socket's status flags, so it is non-blocking
+	// like every socket of Go's.
 	conn.Close()
-	if err := unix.SetNonblock(fd, true); err != nil {
-		unix.Close(fd)
-		return -1, err
-	}
 	return fd, nil
 }
 

@@ -214,8 +214,11 @@ func (s *Server) backendFailed(w http.ResponseWriter, r *http.Request, rt route,
 			zap.String("backend", rt.backend), zap.Int("status", ref.status))
 	case errors.As(err, &he):
 		result := hsUnreachable
-		if he.status == http.StatusGatewayTimeout {
+		switch he.status {
+		case http.StatusGatewayTimeout:
 			result = hsBackendTimeout
+		case statusClientClosed:
+			result = hsClientFailed
 		}
 		if he.dial {
 			s.passive(rt.backend, 0)

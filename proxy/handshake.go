@@ -91,7 +91,9 @@ func (s *Server) dialBackend(ctx context.Context, t *table, r *http.Request, rt 
 	defer cancel()
 	deadline, _ := ctx.Deadline()
 
-	var d net.Dialer
+	// No TCP keepalive probes: health checks and gossip find dead backends,
+	// and every connection is spared the system calls.
+	d := net.Dialer{KeepAlive: -1}
 	conn, err := d.DialContext(ctx, "tcp", rt.backend)
 	if err != nil {
 		return nil, dialFailure(rt.backend, err)
@@ -139,6 +141,9 @@ func (s *Server) dialBackend(ctx context.Context, t *table, r *http.Request, rt 
 		switch {
 		case refused != nil:
 			return nil, refused
+		case r.Context().Err() != nil:
+			// The client hung up; the backend is not to blame.
+			return nil, &handshakeError{status: statusClientClosed, msg: "client went away during the handshake", err: err}
 		case errors.Is(err, os.ErrDeadlineExceeded), ctx.Err() != nil:
 			return nil, &handshakeError{status: http.StatusGatewayTimeout, msg: "backend handshake timed out", err: err}
 		}
@@ -153,6 +158,10 @@ func (s *Server) dialBackend(ctx context.Context, t *table, r *http.Request, rt 
 	hs.conn, hs.protocol, hs.exts = conn, got.Protocol, got.Extensions
 	return hs, nil
 }
+
+// statusClientClosed marks a handshake the client abandoned; nobody is
+// left to receive it (nginx logs the same as 499).
+const statusClientClosed = 499
 
 func dialFailure(addr string, err error) *handshakeError {
 	var ne net.Error

@@ -83,6 +83,10 @@ type loop struct {
 	mu      sync.Mutex // guards tasks and stopped
 	tasks   []func()
 	stopped bool
+	// sleeping is set while the loop may block in epoll_wait: only then
+	// does post need to wake it, which spares a busy loop two system calls
+	// per handed-over connection.
+	sleeping atomic.Bool
 
 	conns   []*econn // by file descriptor
 	wheel   *wheel[econn, *econn]
@@ -118,9 +122,8 @@ func (l *loop) post(f func()) bool {
 		return false
 	}
 	l.tasks = append(l.tasks, f)
-	first := len(l.tasks) == 1
 	l.mu.Unlock()
-	if first {
+	if l.sleeping.CompareAndSwap(true, false) {
 		var one = [8]byte{1}
 		unix.Write(l.wake, one[:])
 	}
@@ -136,7 +139,16 @@ func (l *loop) run() {
 		if l.wheel.pending() {
 			timeout = int(wheelTick / time.Millisecond)
 		}
+		// Announce the sleep before looking for tasks: a task posted after
+		// the look sees the flag and wakes us.
+		l.sleeping.Store(true)
+		l.mu.Lock()
+		if len(l.tasks) > 0 {
+			timeout = 0
+		}
+		l.mu.Unlock()
 		n, err := unix.EpollWait(l.epfd, events, timeout)
+		l.sleeping.Store(false)
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			l.srv.log.Error("epoll_wait failed; closing this loop's connections")
 			l.stop()
@@ -199,8 +211,9 @@ func (l *loop) modify(fd int, events uint32) {
 	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
 }
 
+// unregister forgets fd; closing it, the only descriptor of its socket,
+// takes it out of the epoll set.
 func (l *loop) unregister(fd int) {
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
 	if fd < len(l.conns) {
 		l.conns[fd] = nil
 	}
