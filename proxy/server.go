@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
-	"net/http"
 	"net/http/httputil"
 	"sync"
 	"sync/atomic"
@@ -41,9 +40,13 @@ type Server struct {
 	sessions   *placements // Engine.IO session IDs by backend, to spot affinity misses
 	idPrefix   string      // random, so request IDs differ across restarts
 	proxy      *httputil.ReverseProxy
-	http       *http.Server
 	poll       *poller
 	ids        atomic.Uint64
+
+	front     atomic.Pointer[front]
+	frontMu   sync.Mutex // serializes front changes and the start of shutdown; guards listeners
+	listeners map[net.Listener]struct{}
+	retiring  sync.WaitGroup // fronts replaced by a reload, finishing their requests
 
 	// goroutinesOnly makes every connection use the goroutine driver, so
 	// tests can run the same behaviour through both drivers.
@@ -62,53 +65,44 @@ func WithMetrics(reg prometheus.Registerer) Option { return func(s *Server) { s.
 // New returns a Server routing over the backends of members.
 func New(cfg Config, members memberSource, opts ...Option) *Server {
 	s := &Server{
-		log:      zap.NewNop(),
-		router:   newRouter(cfg, members.Snapshot()),
-		members:  members,
-		pool:     newBufPool(),
-		reg:      newRegistry(),
-		places:   newPlacements(),
-		sessions: newPlacements(),
-		mig:      newMigrator(),
-		idPrefix: fmt.Sprintf("%08x", rand.Uint32()),
+		log:       zap.NewNop(),
+		router:    newRouter(cfg, members.Snapshot()),
+		members:   members,
+		pool:      newBufPool(),
+		reg:       newRegistry(),
+		places:    newPlacements(),
+		sessions:  newPlacements(),
+		mig:       newMigrator(),
+		idPrefix:  fmt.Sprintf("%08x", rand.Uint32()),
+		listeners: map[net.Listener]struct{}{},
 	}
 	for _, o := range opts {
 		o(s)
 	}
-	log := s.log
 	s.metrics = newMetrics(s.registerer, s)
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.poll = newPoller(s)
-	cfg = s.router.table().cfg
-	s.proxy = s.newHTTPProxy(newTransport(cfg))
-	s.http = &http.Server{
-		Handler:           s,
-		ReadHeaderTimeout: cfg.HandshakeTimeout,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
-		ErrorLog:          zap.NewStdLog(log),
-	}
+	s.front.Store(s.newFront(s.router.table().cfg))
+	s.proxy = s.newHTTPProxy(roundTripper(s.roundTrip))
 	return s
-}
-
-// Serve accepts clients on ln until Shutdown. It returns
-// http.ErrServerClosed after Shutdown.
-func (s *Server) Serve(ln net.Listener) error {
-	return s.http.Serve(ln)
 }
 
 // SetConfig applies cfg to new connections; live ones keep theirs.
 func (s *Server) SetConfig(cfg Config) {
-	s.router.setConfig(cfg)
+	_, cur := s.router.setConfig(cfg)
+	s.refreshFront(cur.cfg)
 }
 
 // Shutdown stops accepting, reports not ready, closes every live WebSocket
 // with 1001 at migrate_rate while in-flight HTTP requests finish, and waits
 // for all of it until ctx ends; whatever is left then is cut.
 func (s *Server) Shutdown(ctx context.Context) error {
+	s.frontMu.Lock()
 	s.stopping.Store(true)
+	s.frontMu.Unlock()
+	s.closeListeners()
 	httpDone := make(chan error, 1)
-	go func() { httpDone <- s.http.Shutdown(ctx) }()
+	go func() { httpDone <- s.shutdownFronts(ctx) }()
 	s.endLife()
 	s.drains.Wait()
 	rate := s.router.table().cfg.MigrateRate

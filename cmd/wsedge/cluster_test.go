@@ -94,16 +94,19 @@ func startAgent(t *testing.T, backend string, join int, args ...string) *proc {
 	return p
 }
 
-// ringOf returns the addresses in p's ring, sorted.
+// ringOf returns the addresses in p's ring, sorted: the healthy members of
+// /debug/ring, which also lists known backends outside the ring.
 func ringOf(t *testing.T, p *proc) []string {
 	t.Helper()
 	var ring struct {
-		Members []struct{ Addr string }
+		Members []struct{ Addr, State string }
 	}
 	getJSON(t, "http://"+p.admin+"/debug/ring", &ring)
-	out := make([]string, len(ring.Members))
-	for i, m := range ring.Members {
-		out[i] = m.Addr
+	out := []string{}
+	for _, m := range ring.Members {
+		if m.State == "healthy" {
+			out = append(out, m.Addr)
+		}
 	}
 	slices.Sort(out)
 	return out
