@@ -6,7 +6,6 @@ import (
 	"errors"
 	"math/rand/v2"
 	"net"
-	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
@@ -126,11 +125,11 @@ func (d *flow) take(pool *bufPool, pending []byte) {
 // detachFD duplicates conn's socket into a non-blocking descriptor owned by
 // the caller and closes conn.
 func detachFD(conn net.Conn) (int, error) {
-	sc, ok := conn.(syscall.Conn)
+	tc, ok := tcpConn(conn)
 	if !ok {
-		return -1, errors.New("not a socket")
+		return -1, errors.New("not a TCP socket")
 	}
-	raw, err := sc.SyscallConn()
+	raw, err := tc.SyscallConn()
 	if err != nil {
 		return -1, err
 	}

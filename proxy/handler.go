@@ -267,6 +267,20 @@ func (t *table) originAllowed(origin string) bool {
 // isTCP reports whether c is a plain TCP socket, which the event loops can
 // drive; TLS connections need a goroutine per direction.
 func isTCP(c net.Conn) bool {
-	_, ok := c.(*net.TCPConn)
+	_, ok := tcpConn(c)
 	return ok
+}
+
+// tcpConn returns the TCP socket c is, or the one under a PROXY protocol
+// wrapper. By the time a handshake is done the wrapper holds no bytes of
+// its own: it reads at most 256 bytes ahead to find its header, and the
+// HTTP server's first 4 KiB read took them all.
+func tcpConn(c net.Conn) (*net.TCPConn, bool) {
+	switch v := c.(type) {
+	case *net.TCPConn:
+		return v, true
+	case interface{ TCPConn() (*net.TCPConn, bool) }:
+		return v.TCPConn()
+	}
+	return nil, false
 }

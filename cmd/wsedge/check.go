@@ -22,6 +22,10 @@ func check(args []string, stdout, stderr io.Writer) error {
 	if err == nil {
 		_, err = proxyConfig(f)
 	}
+	if err == nil {
+		// The certificate files must load too, or serve would refuse to start.
+		err = (&certificate{}).load(f.TLS)
+	}
 	if err != nil {
 		var probs config.Problems
 		if errors.As(err, &probs) {
