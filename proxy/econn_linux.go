@@ -150,15 +150,22 @@ func detachFD(conn net.Conn) (int, error) {
 }
 
 // start registers the sockets and relays what came with the handshakes.
-func (c *econn) start() {
+func (c *econn) start() { c.begin(false) }
+
+// begin relays from now on; registered says the sockets are in the loop's
+// epoll set already (the loop did the handshake), else they are added.
+func (c *econn) begin(registered bool) {
 	now := time.Now().UnixNano()
 	c.interest = [2]uint32{unix.EPOLLIN | unix.EPOLLRDHUP, unix.EPOLLIN | unix.EPOLLRDHUP}
-	if err := c.loop.register(int(c.cfd), c, c.interest[0]); err != nil {
+	if registered {
+		c.loop.conns[c.cfd], c.loop.conns[c.bfd] = c, c
+		c.loop.modify(int(c.cfd), c.interest[0])
+		c.loop.modify(int(c.bfd), c.interest[1])
+	} else if err := c.loop.register(int(c.cfd), c, c.interest[0]); err != nil {
 		c.finish(clientReadEnded(err), now)
 		c.teardown(now)
 		return
-	}
-	if err := c.loop.register(int(c.bfd), c, c.interest[1]); err != nil {
+	} else if err := c.loop.register(int(c.bfd), c, c.interest[1]); err != nil {
 		c.finish(backendReadEnded(err), now)
 		c.teardown(now)
 		return
@@ -180,6 +187,12 @@ func (c *econn) requestClose(e ending) {
 		c.finish(e, now)
 		c.settle(now)
 	})
+}
+
+func (c *econn) halt(now int64) {
+	if !c.gone {
+		c.teardown(now)
+	}
 }
 
 func (c *econn) abort() {
@@ -252,10 +265,10 @@ func (c *econn) readSrc(d *flow, now int64) {
 		if d == &c.upf {
 			c.bytesUp.Add(int64(n))
 			c.lastRead.Store(now)
-			c.loop.stats.add(true, c.up.takeFrames(), uint64(n))
+			c.loop.stats.add(true, 0, uint64(n))
 		} else {
 			c.bytesDown.Add(int64(n))
-			c.loop.stats.add(false, c.down.takeFrames(), uint64(n))
+			c.loop.stats.add(false, 0, uint64(n))
 		}
 		return
 	case errors.Is(err, unix.EAGAIN):
@@ -538,8 +551,14 @@ func (c *econn) teardown(now int64) {
 	c.srv.reg.remove(c)
 }
 
-// release gives d's read buffer back once nothing points into it.
+// release gives d's read buffer back once nothing points into it, and
+// counts the frames it held.
 func (c *econn) release(d *flow) {
+	if d == &c.upf {
+		c.loop.stats.add(true, c.up.takeFrames(), 0)
+	} else {
+		c.loop.stats.add(false, c.down.takeFrames(), 0)
+	}
 	if d.buf != nil && d.inOff == d.inEnd && len(d.out) == 0 {
 		c.srv.pool.put(d.buf)
 		d.buf, d.inOff, d.inEnd, d.out = nil, 0, 0, nil

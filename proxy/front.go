@@ -47,7 +47,9 @@ func (s *Server) newFront(cfg Config) *front {
 		Handler:           s,
 		ReadHeaderTimeout: cfg.HandshakeTimeout,
 		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    cfg.MaxHeaderBytes,
+		// net/http allows 4 KiB over its limit; take it off so that
+		// max_header_bytes means about what it says on this path too.
+		MaxHeaderBytes: max(cfg.MaxHeaderBytes-4096, 1),
 		ErrorLog:          zap.NewStdLog(s.log),
 	}
 	go func() {
@@ -125,6 +127,9 @@ func (s *Server) Serve(ln net.Listener) error {
 			return err
 		}
 		backoff = 0
+		if s.acceptUpgrade(c) {
+			continue
+		}
 		if !s.front.Load().ln.deliver(c) {
 			c.Close()
 		}

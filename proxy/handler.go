@@ -4,7 +4,10 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -27,7 +30,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rt, err := s.route(t, r, upgrade)
+	rt, err := s.route(t, peerAddr(r), r.Header, upgrade)
 	if err != nil {
 		he := &handshakeError{status: http.StatusServiceUnavailable, msg: err.Error(), err: err}
 		result := hsNoBackend
@@ -46,7 +49,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	s.noteAffinity(w, r, rt)
+	if miss := s.noteAffinity(r.URL.RawQuery, rt); miss != "" {
+		w.Header().Set("X-Wsedge-Affinity-Miss", miss)
+	}
 	if !upgrade {
 		s.serveHTTP(w, r, rt)
 		return
@@ -68,26 +73,30 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, result string, h
 // registers or its handshake fails; with bounded loads the choice and the
 // reservation are one step, so a burst of clients cannot all pile onto the
 // same backend.
-func (s *Server) route(t *table, r *http.Request, websocket bool) (route, error) {
+func (s *Server) route(t *table, peer netip.Addr, h http.Header, websocket bool) (route, error) {
 	var lv loadView
 	if t.cfg.LoadFactor > 0 {
 		lv = boundedView{s}
+		s.reg.mu.Lock()
+		defer s.reg.mu.Unlock()
 	}
-	s.reg.mu.Lock()
-	defer s.reg.mu.Unlock()
-	rt, err := t.route(peerAddr(r), r.Header, lv)
+	rt, err := t.route(peer, h, lv)
 	if err != nil {
 		return rt, err
 	}
 	rt.id = s.ids.Add(1)
-	rt.requestID = r.Header.Get("X-Request-ID")
+	rt.requestID = h.Get("X-Request-ID")
 	if !validRequestID(rt.requestID) {
 		rt.requestID = s.requestID(rt.id)
 	}
-	if websocket {
-		err = s.reg.reserveLocked(rt.backend, rt.client, t.cfg.MaxConnections, t.cfg.MaxConnectionsPerIP)
+	if !websocket {
+		return rt, nil
 	}
-	return rt, err
+	if lv == nil {
+		s.reg.mu.Lock()
+		defer s.reg.mu.Unlock()
+	}
+	return rt, s.reg.reserveLocked(rt.backend, rt.client, t.cfg.MaxConnections, t.cfg.MaxConnectionsPerIP)
 }
 
 // validRequestID accepts a client's X-Request-ID when it is short and
@@ -124,26 +133,29 @@ func (v boundedView) place(key uint64, backend string) { v.s.places.put(key, bac
 // had before: its route cookie names a backend that left the ring, or its
 // Engine.IO session was last seen on another backend (the cause of
 // Socket.IO's "Session ID unknown").
-func (s *Server) noteAffinity(w http.ResponseWriter, r *http.Request, rt route) {
+// It returns the kind of miss, for the response's X-Wsedge-Affinity-Miss,
+// or "" when there is none. rawQuery is the request's query string.
+func (s *Server) noteAffinity(rawQuery string, rt route) string {
 	miss := ""
 	if rt.staleCookie {
 		miss = "stale_cookie"
 	}
-	if q := r.URL.Query(); q.Get("EIO") != "" && q.Get("sid") != "" {
-		key := affinity.HashString(q.Get("sid"))
-		now := time.Now()
-		if was, ok := s.sessions.get(key, now); ok && was != rt.backend {
-			miss = "session_moved"
+	if strings.Contains(rawQuery, "EIO=") {
+		if q, err := url.ParseQuery(rawQuery); err == nil && q.Get("EIO") != "" && q.Get("sid") != "" {
+			key := affinity.HashString(q.Get("sid"))
+			now := time.Now()
+			if was, ok := s.sessions.get(key, now); ok && was != rt.backend {
+				miss = "session_moved"
+			}
+			s.sessions.put(key, rt.backend, now)
 		}
-		s.sessions.put(key, rt.backend, now)
 	}
-	if miss == "" {
-		return
+	if miss != "" {
+		s.metrics.affinityMisses.WithLabelValues(miss).Inc()
+		s.log.Info("affinity miss", zap.String("kind", miss), zap.Stringer("client", rt.client),
+			zap.String("backend", rt.backend))
 	}
-	s.metrics.affinityMisses.WithLabelValues(miss).Inc()
-	w.Header().Set("X-Wsedge-Affinity-Miss", miss)
-	s.log.Info("affinity miss", zap.String("kind", miss), zap.Stringer("client", rt.client),
-		zap.String("backend", rt.backend), zap.String("path", r.URL.Path))
+	return miss
 }
 
 func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request, t *table, rt route) {

@@ -210,11 +210,20 @@ func backendRequestHeader(r *http.Request, rt route, upstreamTLS bool) http.Head
 // trusted peer's forwarding chain is extended; anyone else's is replaced,
 // so the backend never sees a client's own claims as facts.
 func setForwarded(h http.Header, r *http.Request, rt route) {
-	xff := rt.peer.String()
+	// A peer that is not an IP (a PROXY protocol header naming a Unix
+	// socket) adds nothing to the chain.
+	var xff []string
 	if prior := r.Header.Values("X-Forwarded-For"); len(prior) > 0 && rt.trustedPeer {
-		xff = strings.Join(prior, ", ") + ", " + xff
+		xff = append(xff, prior...)
 	}
-	h.Set("X-Forwarded-For", xff)
+	if rt.peer.IsValid() {
+		xff = append(xff, rt.peer.String())
+	}
+	if len(xff) > 0 {
+		h.Set("X-Forwarded-For", strings.Join(xff, ", "))
+	} else {
+		h.Del("X-Forwarded-For")
+	}
 	proto := "http"
 	if r.TLS != nil {
 		proto = "https"
@@ -223,7 +232,11 @@ func setForwarded(h http.Header, r *http.Request, rt route) {
 		proto = p
 	}
 	h.Set("X-Forwarded-Proto", proto)
-	h.Set("X-Real-IP", rt.client.String())
+	if rt.client.IsValid() {
+		h.Set("X-Real-IP", rt.client.String())
+	} else {
+		h.Del("X-Real-IP")
+	}
 	h.Del("Forwarded")
 }
 

@@ -88,10 +88,19 @@ type loop struct {
 	// per handed-over connection.
 	sleeping atomic.Bool
 
-	conns   []*econn // by file descriptor
-	wheel   *wheel[econn, *econn]
-	running bool
-	stats   relayStats
+	conns    []loopConn // by file descriptor
+	wheel    *wheel[econn, *econn]
+	upgrades *wheel[upgrade, *upgrade] // handshake deadlines
+	running  bool
+	stats    relayStats
+}
+
+// loopConn is what a loop dispatches events to: a relayed connection, or
+// one still in its handshake.
+type loopConn interface {
+	onEvent(fd int, events uint32, now int64)
+	// halt closes it at once: the loop is stopping.
+	halt(now int64)
 }
 
 func newLoop(srv *Server) (*loop, error) {
@@ -110,7 +119,9 @@ func newLoop(srv *Server) (*loop, error) {
 		unix.Close(wake)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	return &loop{srv: srv, epfd: epfd, wake: wake, wheel: newWheel[econn](time.Now().UnixNano()), running: true}, nil
+	now := time.Now().UnixNano()
+	return &loop{srv: srv, epfd: epfd, wake: wake, running: true,
+		wheel: newWheel[econn](now), upgrades: newWheel[upgrade](now)}, nil
 }
 
 // post runs f on the loop's goroutine soon. It reports false when the loop
@@ -136,7 +147,7 @@ func (l *loop) run() {
 	events := make([]unix.EpollEvent, 256)
 	for l.running {
 		timeout := -1
-		if l.wheel.pending() {
+		if l.wheel.pending() || l.upgrades.pending() {
 			timeout = int(wheelTick / time.Millisecond)
 		}
 		// Announce the sleep before looking for tasks: a task posted after
@@ -168,6 +179,7 @@ func (l *loop) run() {
 		}
 		l.runTasks()
 		l.wheel.advance(now)
+		l.upgrades.advance(now)
 	}
 }
 
@@ -188,8 +200,8 @@ func (l *loop) stop() {
 	l.mu.Unlock()
 	now := time.Now().UnixNano()
 	for _, c := range l.conns {
-		if c != nil && !c.gone {
-			c.teardown(now)
+		if c != nil {
+			c.halt(now)
 		}
 	}
 	l.runTasks()
@@ -197,7 +209,7 @@ func (l *loop) stop() {
 }
 
 // register adds fd for c with the given interest.
-func (l *loop) register(fd int, c *econn, events uint32) error {
+func (l *loop) register(fd int, c loopConn, events uint32) error {
 	for fd >= len(l.conns) {
 		l.conns = append(l.conns, nil)
 	}
@@ -217,4 +229,12 @@ func (l *loop) unregister(fd int) {
 	if fd < len(l.conns) {
 		l.conns[fd] = nil
 	}
+}
+
+// release forgets fd and takes it out of the epoll set explicitly, for a
+// socket that lives on under another descriptor: epoll would otherwise
+// keep reporting it under this number after the number is reused.
+func (l *loop) release(fd int) {
+	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_DEL, fd, nil)
+	l.unregister(fd)
 }

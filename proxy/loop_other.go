@@ -26,3 +26,5 @@ func (s *Server) startEconn(*loop, *Config, route, net.Conn, net.Conn, []byte, [
 }
 
 func (p *poller) stats() []*relayStats { return nil }
+
+func (s *Server) acceptUpgrade(net.Conn) bool { return false }

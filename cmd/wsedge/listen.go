@@ -26,11 +26,11 @@ func listen(f *config.File, certs *certificate) (net.Listener, error) {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	if f.ProxyProtocol {
-		ln = &proxyproto.Listener{
+		ln = inetListener{&proxyproto.Listener{
 			Listener:          ln,
 			ConnPolicy:        proxyPolicy(f.Affinity.TrustedProxies),
 			ReadHeaderTimeout: f.WebSocket.HandshakeTimeout,
-		}
+		}}
 	}
 	if f.TLS.Cert != "" {
 		ln = tls.NewListener(ln, &tls.Config{
@@ -54,6 +54,28 @@ func proxyPolicy(trusted []netip.Prefix) proxyproto.ConnPolicyFunc {
 		}
 		return proxyproto.REJECT, nil
 	}
+}
+
+// inetListener hands out PROXY protocol connections whose remote address
+// is always an IP: a header naming a Unix socket (or LOCAL, a health check)
+// leaves the proxy that connected as the client.
+type inetListener struct{ *proxyproto.Listener }
+
+func (l inetListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if pc, ok := c.(*proxyproto.Conn); ok {
+		return inetConn{pc}, err
+	}
+	return c, err
+}
+
+type inetConn struct{ *proxyproto.Conn }
+
+func (c inetConn) RemoteAddr() net.Addr {
+	if a, ok := c.Conn.RemoteAddr().(*net.TCPAddr); ok {
+		return a
+	}
+	return c.Conn.Raw().RemoteAddr()
 }
 
 // certificate holds the certificate clients are shown. A reload swaps it;

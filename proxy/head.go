@@ -1,0 +1,171 @@
+package proxy
+
+import (
+	"bytes"
+	"errors"
+	"net/http"
+	"strconv"
+)
+
+// maxHeadLines bounds the header lines of a head the event loop parses; a
+// request with more goes to the HTTP server, which answers it properly.
+const maxHeadLines = 64
+
+var (
+	errHeadMalformed = errors.New("malformed HTTP head")
+	errHeadTooMany   = errors.New("too many header lines")
+)
+
+// head is an HTTP/1.1 request or response head parsed in place: every
+// field is a slice of the bytes it was parsed from, nothing is copied. It
+// lets the event loop take a WebSocket handshake through without building
+// an http.Request.
+type head struct {
+	raw   []byte // the head, through its blank line
+	first [3][]byte
+	lines [maxHeadLines]headLine
+	n     int
+}
+
+type headLine struct {
+	raw         []byte // the whole line, without CRLF
+	name, value []byte
+}
+
+// headEnd returns the length of the head at the start of b (through the
+// blank line), or 0 when b does not hold all of it yet.
+func headEnd(b []byte) int {
+	i := bytes.Index(b, []byte("\r\n\r\n"))
+	if i < 0 {
+		return 0
+	}
+	return i + 4
+}
+
+// parse reads the head in b[:n], n from headEnd.
+func (h *head) parse(b []byte) error {
+	h.raw, h.n = b, 0
+	lines := b[:len(b)-4] // without the final blank line
+	i := bytes.Index(lines, []byte("\r\n"))
+	first := lines
+	rest := []byte(nil)
+	if i >= 0 {
+		first, rest = lines[:i], lines[i+2:]
+	}
+	sp1 := bytes.IndexByte(first, ' ')
+	if sp1 <= 0 {
+		return errHeadMalformed
+	}
+	sp2 := bytes.IndexByte(first[sp1+1:], ' ')
+	if sp2 < 0 {
+		// "HTTP/1.1 101" with no reason phrase is allowed in a response.
+		h.first = [3][]byte{first[:sp1], first[sp1+1:], nil}
+	} else {
+		h.first = [3][]byte{first[:sp1], first[sp1+1 : sp1+1+sp2], first[sp1+2+sp2:]}
+	}
+	for len(rest) > 0 {
+		line := rest
+		if j := bytes.Index(rest, []byte("\r\n")); j >= 0 {
+			line, rest = rest[:j], rest[j+2:]
+		} else {
+			rest = nil
+		}
+		if line[0] == ' ' || line[0] == '\t' {
+			return errHeadMalformed // obsolete line folding (RFC 9112 section 5.2)
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon <= 0 || bytes.ContainsAny(line[:colon], " \t") {
+			return errHeadMalformed
+		}
+		if h.n == maxHeadLines {
+			return errHeadTooMany
+		}
+		h.lines[h.n] = headLine{raw: line, name: line[:colon], value: bytes.TrimSpace(line[colon+1:])}
+		h.n++
+	}
+	return nil
+}
+
+// get returns the first value of the named header, or nil.
+func (h *head) get(name string) []byte {
+	for i := range h.n {
+		if equalFold(h.lines[i].name, name) {
+			return h.lines[i].value
+		}
+	}
+	return nil
+}
+
+// count returns how many lines carry the named header.
+func (h *head) count(name string) int {
+	n := 0
+	for i := range h.n {
+		if equalFold(h.lines[i].name, name) {
+			n++
+		}
+	}
+	return n
+}
+
+// hasToken reports whether the comma-separated lists of the named header
+// hold token, case-insensitively.
+func (h *head) hasToken(name, token string) bool {
+	for i := range h.n {
+		if !equalFold(h.lines[i].name, name) {
+			continue
+		}
+		for v := range bytes.SplitSeq(h.lines[i].value, []byte(",")) {
+			if equalFold(bytes.TrimSpace(v), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// header builds an http.Header of the named headers only: what routing
+// reads, without copying the whole head into a map.
+func (h *head) header(names ...string) http.Header {
+	out := make(http.Header, len(names))
+	for i := range h.n {
+		for _, name := range names {
+			if name != "" && equalFold(h.lines[i].name, name) {
+				key := http.CanonicalHeaderKey(name)
+				out[key] = append(out[key], string(h.lines[i].value))
+			}
+		}
+	}
+	return out
+}
+
+// status returns a response head's status code, or 0 when it has none.
+func (h *head) status() int {
+	if !bytes.HasPrefix(h.first[0], []byte("HTTP/1.")) {
+		return 0
+	}
+	code, err := strconv.Atoi(string(h.first[1]))
+	if err != nil || code < 100 || code > 999 {
+		return 0
+	}
+	return code
+}
+
+// equalFold reports whether b equals s, ignoring ASCII case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func lower(c byte) byte {
+	if 'A' <= c && c <= 'Z' {
+		return c + 'a' - 'A'
+	}
+	return c
+}
