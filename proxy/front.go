@@ -50,7 +50,7 @@ func (s *Server) newFront(cfg Config) *front {
 		// net/http allows 4 KiB over its limit; take it off so that
 		// max_header_bytes means about what it says on this path too.
 		MaxHeaderBytes: max(cfg.MaxHeaderBytes-4096, 1),
-		ErrorLog:          zap.NewStdLog(s.log),
+		ErrorLog:       zap.NewStdLog(s.log),
 	}
 	go func() {
 		defer close(f.served)
