@@ -150,17 +150,22 @@ func detachFD(conn net.Conn) (int, error) {
 }
 
 // start registers the sockets and relays what came with the handshakes.
-func (c *econn) start() { c.begin(false) }
+func (c *econn) start() { c.begin(0, 0) }
 
-// begin relays from now on; registered says the sockets are in the loop's
-// epoll set already (the loop did the handshake), else they are added.
-func (c *econn) begin(registered bool) {
+// begin relays from now on. cfdWas and bfdWas are the sockets' interest in
+// the loop's epoll set when the loop did the handshake, 0 when they are not
+// in it yet.
+func (c *econn) begin(cfdWas, bfdWas uint32) {
 	now := time.Now().UnixNano()
 	c.interest = [2]uint32{unix.EPOLLIN | unix.EPOLLRDHUP, unix.EPOLLIN | unix.EPOLLRDHUP}
-	if registered {
+	if cfdWas != 0 {
 		c.loop.conns[c.cfd], c.loop.conns[c.bfd] = c, c
-		c.loop.modify(int(c.cfd), c.interest[0])
-		c.loop.modify(int(c.bfd), c.interest[1])
+		if cfdWas != c.interest[0] {
+			c.loop.modify(int(c.cfd), c.interest[0])
+		}
+		if bfdWas != c.interest[1] {
+			c.loop.modify(int(c.bfd), c.interest[1])
+		}
 	} else if err := c.loop.register(int(c.cfd), c, c.interest[0]); err != nil {
 		c.finish(clientReadEnded(err), now)
 		c.teardown(now)

@@ -15,7 +15,6 @@ import (
 	"net/http"
 	"net/netip"
 	"runtime"
-	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -64,58 +63,21 @@ var (
 	proxyCodesToBackend = []ws.StatusCode{1001, 1002, 1009}
 )
 
-// fuzzServer is a Server on a loopback listener whose log is observed and
-// whose handler panics are caught: net/http would recover them and close
-// the connection, so a panic in a handshake or in a goroutine-driven relay
-// would otherwise pass for a dropped connection.
+// fuzzServer is a Server serving a loopback listener, as the binary runs
+// it, with its log observed: the access log says how each connection
+// ended, and net/http's "http: panic serving" line, which it writes when it
+// recovers a handler's panic, would otherwise let a panic pass for a
+// dropped connection. Panics on the event loops crash the process.
 type fuzzServer struct {
-	srv    *Server
-	addr   string
-	logs   *observer.ObservedLogs
-	panics *panicLog
-}
-
-// panicLog keeps the first handler panic; safe for concurrent use.
-type panicLog struct {
-	mu    sync.Mutex
-	first string
-}
-
-func (p *panicLog) guard(h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		defer func() {
-			v := recover()
-			if v == nil || v == http.ErrAbortHandler {
-				if v != nil {
-					panic(v)
-				}
-				return
-			}
-			p.mu.Lock()
-			if p.first == "" {
-				p.first = fmt.Sprintf("%v\n%s", v, debug.Stack())
-			}
-			p.mu.Unlock()
-			panic(http.ErrAbortHandler) // net/http closes the connection quietly
-		}()
-		h.ServeHTTP(w, r)
-	})
-}
-
-// check fails tb if a handler panicked.
-func (p *panicLog) check(tb testing.TB) {
-	tb.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.first != "" {
-		tb.Fatalf("handler panicked: %s", p.first)
-	}
+	srv  *Server
+	addr string
+	logs *observer.ObservedLogs
 }
 
 // startFuzzServer serves cfg in front of backends on a loopback port,
 // through wrap when it is not nil (a PROXY protocol listener). The Server
-// runs every connection on goroutines when goroutines is set, and on the
-// event loops otherwise.
+// takes every connection on goroutines, through net/http, when goroutines
+// is set, and on its event loops otherwise.
 func startFuzzServer(tb testing.TB, cfg Config, backends []string, goroutines bool, wrap func(net.Listener) net.Listener) *fuzzServer {
 	tb.Helper()
 	var list []upstream.Backend
@@ -133,20 +95,11 @@ func startFuzzServer(tb testing.TB, cfg Config, backends []string, goroutines bo
 	if wrap != nil {
 		ln = wrap(ln)
 	}
-	full := cfg.withDefaults()
-	panics := &panicLog{}
-	hs := &http.Server{
-		Handler:           panics.guard(srv),
-		ReadHeaderTimeout: full.HandshakeTimeout,
-		MaxHeaderBytes:    full.MaxHeaderBytes,
-		ErrorLog:          log.New(io.Discard, "", 0),
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served, watched := make(chan struct{}), make(chan struct{})
-	go func() { defer close(served); hs.Serve(ln) }()
+	go func() { defer close(served); srv.Serve(ln) }()
 	go func() { defer close(watched); srv.WatchMembers(ctx) }()
 	tb.Cleanup(func() {
-		hs.Close()
 		sctx, scancel := context.WithTimeout(context.Background(), fuzzWait)
 		defer scancel()
 		srv.Shutdown(sctx)
@@ -154,23 +107,28 @@ func startFuzzServer(tb testing.TB, cfg Config, backends []string, goroutines bo
 		<-served
 		<-watched
 	})
-	return &fuzzServer{srv: srv, addr: addr, logs: logs, panics: panics}
+	return &fuzzServer{srv: srv, addr: addr, logs: logs}
 }
 
-// waitClosed waits for the access log line of n more connections and
-// checks the close code each logged: a code a close frame may carry, or
-// 1005 (a close without a code) or 1006 (no close frame).
-func (fs *fuzzServer) waitClosed(tb testing.TB, n int) {
+// settle waits for the access log lines of the connections an input
+// upgraded, then takes everything logged for the input and fails tb on a
+// recovered panic or on a close code no close frame may carry (1005, a
+// close without a code, and 1006, none at all, are what the client saw
+// in those cases).
+func (fs *fuzzServer) settle(tb testing.TB, upgraded int) {
 	tb.Helper()
 	deadline := time.Now().Add(fuzzWait)
-	for fs.logs.FilterMessage("connection closed").Len() < n {
+	for fs.logs.FilterMessage("connection closed").Len() < upgraded {
 		if time.Now().After(deadline) {
 			tb.Fatalf("%d of %d relayed connections logged their end within %v; live: %v",
-				fs.logs.FilterMessage("connection closed").Len(), n, fuzzWait, fs.srv.reg.counts())
+				fs.logs.FilterMessage("connection closed").Len(), upgraded, fuzzWait, fs.srv.reg.counts())
 		}
 		time.Sleep(time.Millisecond)
 	}
 	for _, e := range fs.logs.TakeAll() {
+		if strings.Contains(e.Message, "panic") {
+			tb.Fatalf("the server panicked: %s", e.Message)
+		}
 		if e.Message != "connection closed" {
 			continue
 		}
@@ -287,7 +245,7 @@ func (rig *relayRig) relay(t *testing.T, fromClient, fromBackend []byte, fl rela
 		t.Fatalf("backend side of the handshake: %v", b.err)
 	}
 	if err != nil {
-		fs.panics.check(t)
+		fs.settle(t, 0)
 		t.Fatalf("client side of the handshake: %v", err)
 	}
 
@@ -313,8 +271,7 @@ func (rig *relayRig) relay(t *testing.T, fromClient, fromBackend []byte, fl rela
 	}
 	<-allWritten
 
-	fs.panics.check(t)
-	fs.waitClosed(t, 1)
+	fs.settle(t, 1)
 	if err := checkRelayed(atBackend, fromClient, true); err != nil {
 		t.Errorf("client to backend: %v", err)
 	}
@@ -628,13 +585,13 @@ func (hb *handshakeBackend) lastXFF() string {
 	return hb.xff
 }
 
-// handshakeStatuses are the answers a request head may get: from net/http
-// for heads it cannot parse (400, 413, 417, 431, 501, 505), from the
-// proxy's checks (400, 403, 405, 426, 429, 503), from the backend or for
-// it (502, 504), and the backend's own (100 Continue, 101, 200).
+// handshakeStatuses are the answers a request head may get: for heads that
+// do not parse or come too slowly (400, 408, 413, 417, 431, 501, 505),
+// from the proxy's checks (400, 403, 405, 426, 429, 503), from the backend
+// or for it (502, 504), and the backend's own (100 Continue, 101, 200).
 var handshakeStatuses = map[int]bool{
 	100: true, 101: true, 200: true,
-	400: true, 403: true, 405: true, 413: true, 417: true, 426: true, 429: true, 431: true,
+	400: true, 403: true, 405: true, 408: true, 413: true, 417: true, 426: true, 429: true, 431: true,
 	501: true, 502: true, 503: true, 504: true, 505: true,
 }
 
@@ -673,15 +630,17 @@ func FuzzHandshake(f *testing.F) {
 	}
 
 	hb := startHandshakeBackend(f)
-	var servers [3]*fuzzServer
-	for i, cfg := range []Config{
-		{Key: KeyIP, Trusted: affinity.NewTrustedProxies([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}),
-			AllowedOrigins: []string{"https://app.test"}, MaxConnectionsPerIP: 1000},
-		{Key: KeyCookie},
-		{Key: KeyHeader, Header: "X-Session-ID"},
-	} {
-		cfg.HandshakeTimeout = 2 * time.Second
-		servers[i] = startFuzzServer(f, cfg, []string{hb.addr}, false, nil)
+	var servers []*fuzzServer
+	for _, goroutines := range []bool{false, true} {
+		for _, cfg := range []Config{
+			{Key: KeyIP, Trusted: affinity.NewTrustedProxies([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}),
+				AllowedOrigins: []string{"https://app.test"}, MaxConnectionsPerIP: 1000},
+			{Key: KeyCookie},
+			{Key: KeyHeader, Header: "X-Session-ID"},
+		} {
+			cfg.HandshakeTimeout = 2 * time.Second
+			servers = append(servers, startFuzzServer(f, cfg, []string{hb.addr}, goroutines, nil))
+		}
 	}
 	f.Fuzz(func(t *testing.T, head []byte, mode uint8) {
 		fs := servers[int(mode)%len(servers)]
@@ -690,7 +649,7 @@ func FuzzHandshake(f *testing.F) {
 		}
 		_, parseErr := http.ReadRequest(bufio.NewReader(bytes.NewReader(head)))
 		status, err := statusOf(fs.addr, head)
-		fs.panics.check(t)
+		fs.settle(t, upgrades(status))
 		switch {
 		case errors.Is(err, errNoAnswer) && parseErr != nil:
 			// Not HTTP at all: dropping the connection is a clear answer.
@@ -699,10 +658,15 @@ func FuzzHandshake(f *testing.F) {
 		case !handshakeStatuses[status]:
 			t.Fatalf("head %q: status %d, not one the proxy gives", head, status)
 		}
-		if status == http.StatusSwitchingProtocols {
-			fs.waitClosed(t, 1)
-		}
 	})
+}
+
+// upgrades is how many relayed connections a status started.
+func upgrades(status int) int {
+	if status == http.StatusSwitchingProtocols {
+		return 1
+	}
+	return 0
 }
 
 // errNoAnswer is a connection closed before any status line.
@@ -745,7 +709,8 @@ func statusOf(addr string, raw []byte) (int, error) {
 // honoured (the backend is told the client address it carries, or the
 // peer's for LOCAL and address-less headers), no header at all is plain
 // traffic, and a broken one gets no upgrade; the backend is never told a
-// client address that is not an IP address.
+// client address that is not an IP address (a Unix socket adds nothing to
+// X-Forwarded-For).
 func FuzzProxyHeader(f *testing.F) {
 	for _, seed := range []string{
 		"PROXY TCP4 203.0.113.7 192.0.2.1 56324 443\r\n",
@@ -789,15 +754,16 @@ func FuzzProxyHeader(f *testing.F) {
 		h, readErr := proxyproto.Read(br)
 		rest, _ := io.ReadAll(br)
 		status, err := statusOf(fs.addr, stream)
-		fs.panics.check(t)
+		fs.settle(t, upgrades(status))
 		if err != nil && !errors.Is(err, errNoAnswer) {
 			t.Fatalf("header %q: %v", clip(header), err)
 		}
 		if status == http.StatusSwitchingProtocols {
-			fs.waitClosed(t, 1)
 			xff := hb.lastXFF()
-			if _, perr := netip.ParseAddr(xff); perr != nil {
-				t.Fatalf("header %q: the backend was told X-Forwarded-For %q, not an IP address", clip(header), xff)
+			for _, a := range strings.Split(xff, ", ") {
+				if _, perr := netip.ParseAddr(a); perr != nil && xff != "" {
+					t.Fatalf("header %q: the backend was told X-Forwarded-For %q, not a list of IP addresses", clip(header), xff)
+				}
 			}
 			if want, ok := proxiedClient(h); ok && xff != want {
 				t.Fatalf("header %q: the backend was told X-Forwarded-For %q, want %s", clip(header), xff, want)
@@ -820,10 +786,11 @@ func FuzzProxyHeader(f *testing.F) {
 	})
 }
 
-// proxiedClient is the client address a PROXY header h asks the proxy to
-// believe, as the backend should be told it; false when h carries none
-// that is an IP address (no header, LOCAL, UNKNOWN, a Unix socket), and
-// the peer's own address applies.
+// proxiedClient is the X-Forwarded-For the backend must be told for a
+// PROXY header h: the client address it carries, or the peer's own for no
+// header, LOCAL and UNKNOWN; false when h names something that is not an
+// IP address (a Unix socket), which the product's listener replaces by
+// the peer and this one leaves out.
 func proxiedClient(h *proxyproto.Header) (string, bool) {
 	if h == nil || h.Command.IsLocal() || h.SourceAddr == nil {
 		return "127.0.0.1", true

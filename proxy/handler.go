@@ -73,7 +73,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, result string, h
 // registers or its handshake fails; with bounded loads the choice and the
 // reservation are one step, so a burst of clients cannot all pile onto the
 // same backend.
-func (s *Server) route(t *table, peer netip.Addr, h http.Header, websocket bool) (route, error) {
+func (s *Server) route(t *table, peer netip.Addr, h headers, websocket bool) (route, error) {
 	var lv loadView
 	if t.cfg.LoadFactor > 0 {
 		lv = boundedView{s}

@@ -241,7 +241,7 @@ func setForwarded(h http.Header, r *http.Request, rt route) {
 }
 
 // offeredProtocols lists the subprotocols the client offered, in order.
-func offeredProtocols(h http.Header) []string {
+func offeredProtocols(h headers) []string {
 	var out []string
 	for _, line := range h.Values("Sec-WebSocket-Protocol") {
 		for _, p := range strings.Split(line, ",") {

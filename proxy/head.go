@@ -3,7 +3,6 @@ package proxy
 import (
 	"bytes"
 	"errors"
-	"net/http"
 	"strconv"
 )
 
@@ -123,20 +122,20 @@ func (h *head) hasToken(name, token string) bool {
 	return false
 }
 
-// header builds an http.Header of the named headers only: what routing
-// reads, without copying the whole head into a map.
-func (h *head) header(names ...string) http.Header {
-	out := make(http.Header, len(names))
+// Values returns the values of the named header's lines, as
+// http.Header.Values does; nil when there are none, which costs nothing.
+func (h *head) Values(name string) []string {
+	var out []string
 	for i := range h.n {
-		for _, name := range names {
-			if name != "" && equalFold(h.lines[i].name, name) {
-				key := http.CanonicalHeaderKey(name)
-				out[key] = append(out[key], string(h.lines[i].value))
-			}
+		if equalFold(h.lines[i].name, name) {
+			out = append(out, string(h.lines[i].value))
 		}
 	}
 	return out
 }
+
+// Get returns the first value of the named header, or "".
+func (h *head) Get(name string) string { return string(h.get(name)) }
 
 // status returns a response head's status code, or 0 when it has none.
 func (h *head) status() int {

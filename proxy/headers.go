@@ -7,38 +7,43 @@ import (
 	"strings"
 )
 
-// hopHeaders apply to one connection only and are never passed on
+// hopHeaderNames apply to one connection only and are never passed on
 // (RFC 9110 section 7.6.1).
-var hopHeaders = map[string]bool{
-	"Connection":          true,
-	"Keep-Alive":          true,
-	"Proxy-Authenticate":  true,
-	"Proxy-Authorization": true,
-	"Proxy-Connection":    true,
-	"Te":                  true,
-	"Trailer":             true,
-	"Transfer-Encoding":   true,
-	"Upgrade":             true,
+var hopHeaderNames = [...]string{
+	"Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+	"Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade",
 }
 
-// replacedHeaders are written by the proxy itself towards the backend: the
-// WebSocket handshake (its own key, the offers it relays) and who the
-// client is.
-var replacedHeaders = map[string]bool{
-	"Host":                     true,
-	"Sec-Websocket-Key":        true,
-	"Sec-Websocket-Version":    true,
-	"Sec-Websocket-Protocol":   true,
-	"Sec-Websocket-Extensions": true,
-	"Sec-Websocket-Accept":     true,
-	"X-Forwarded-For":          true,
-	"X-Forwarded-Proto":        true,
-	"X-Real-Ip":                true,
-	"X-Request-Id":             true,
+// replacedHeaderNames are written by the proxy itself towards the backend
+// on the HTTP server path: the WebSocket handshake (its own key, the offers
+// it relays) and who the client is.
+var replacedHeaderNames = [...]string{
+	"Host", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Protocol",
+	"Sec-Websocket-Extensions", "Sec-Websocket-Accept",
+	"X-Forwarded-For", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
 }
 
-func isHopHeader(canonical string) bool      { return hopHeaders[canonical] }
-func isReplacedHeader(canonical string) bool { return replacedHeaders[canonical] }
+func isHopHeader(name string) bool      { return anyFold(name, hopHeaderNames[:]) }
+func isReplacedHeader(name string) bool { return anyFold(name, replacedHeaderNames[:]) }
+
+// isHopHeaderBytes is isHopHeader for a name still in a parsed head.
+func isHopHeaderBytes(name []byte) bool {
+	for _, h := range hopHeaderNames {
+		if equalFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
+
+func anyFold(name string, list []string) bool {
+	for _, h := range list {
+		if strings.EqualFold(name, h) {
+			return true
+		}
+	}
+	return false
+}
 
 // connectionListed reports whether the Connection header names key as
 // hop-by-hop.

@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 )
 
@@ -174,13 +175,29 @@ func (l *loop) run() {
 				continue
 			}
 			if fd < len(l.conns) && l.conns[fd] != nil {
-				l.conns[fd].onEvent(fd, events[i].Events, now)
+				l.dispatch(l.conns[fd], fd, events[i].Events, now)
 			}
 		}
 		l.runTasks()
 		l.wheel.advance(now)
 		l.upgrades.advance(now)
 	}
+}
+
+// dispatch hands an event to its connection. A bug that panics there ends
+// that connection, not the process and every other client with it.
+func (l *loop) dispatch(c loopConn, fd int, events uint32, now int64) {
+	defer func() {
+		if r := recover(); r != nil {
+			l.srv.log.Error("connection handler panicked; closing the connection",
+				zap.Any("panic", r), zap.Stack("stack"))
+			func() {
+				defer func() { recover() }()
+				c.halt(now)
+			}()
+		}
+	}()
+	c.onEvent(fd, events, now)
 }
 
 func (l *loop) runTasks() {

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"errors"
+	"strings"
 	"net/http"
 	"net/netip"
 	"sync"
@@ -112,7 +113,7 @@ type loadView interface {
 
 // route picks the backend for a request from peer with headers h. loads is
 // consulted when bounded loads are on.
-func (t *table) route(peer netip.Addr, h http.Header, loads loadView) (route, error) {
+func (t *table) route(peer netip.Addr, h headers, loads loadView) (route, error) {
 	rt := route{
 		placement:   placement{client: t.cfg.Trusted.ClientIP(peer, h.Values("X-Forwarded-For"), h.Values("Forwarded"))},
 		peer:        peer,
@@ -172,13 +173,31 @@ func (t *table) routeCookie(token string) string {
 	return c.String()
 }
 
+// headers is what routing reads of a request: an http.Header, or a head
+// the event loop parsed in place.
+type headers interface {
+	Values(key string) []string
+	Get(key string) string
+}
+
+var _ headers = http.Header(nil)
+
 // cookieValue returns the value of the named cookie in h, or "". Malformed
-// cookies of other names do not hide it.
-func cookieValue(h http.Header, name string) string {
-	r := http.Request{Header: h}
-	c, err := r.Cookie(name)
-	if err != nil {
-		return ""
+// cookies of other names do not hide it (RFC 6265 section 5.4 syntax,
+// read leniently as browsers write it).
+func cookieValue(h headers, name string) string {
+	for _, line := range h.Values("Cookie") {
+		for line != "" {
+			var pair string
+			pair, line, _ = strings.Cut(line, ";")
+			k, v, ok := strings.Cut(strings.TrimSpace(pair), "=")
+			if ok && k == name {
+				if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+					v = v[1 : len(v)-1]
+				}
+				return v
+			}
+		}
 	}
-	return c.Value
+	return ""
 }

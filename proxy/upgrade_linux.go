@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.uber.org/zap"
@@ -64,7 +65,8 @@ type upgrade struct {
 	out      []byte // being written: the request to the backend, or the answer to the client
 	toClient bool   // out goes to the client
 	then     func() // what follows once out is written
-	waiting  bool   // out's peer is registered for writability
+	cfdWant  uint32 // the client socket's interest now registered
+
 	left     int64  // refusal body bytes still to relay; -1 until the backend closes
 }
 
@@ -98,8 +100,17 @@ func (s *Server) acceptUpgrade(conn net.Conn) bool {
 	return true
 }
 
+// clientInterest is the client socket's interest through the handshake, the
+// same it will have when relaying, so that it is registered once.
+const clientInterest = unix.EPOLLIN | unix.EPOLLRDHUP
+
+// backendInterest is the backend socket's interest through the handshake:
+// edge-triggered, so that connecting, sending and reading need no changes.
+const backendInterest = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+
 func (u *upgrade) start() {
-	if err := u.loop.register(u.cfd, u, unix.EPOLLIN|unix.EPOLLRDHUP); err != nil {
+	u.cfdWant = clientInterest
+	if err := u.loop.register(u.cfd, u, clientInterest); err != nil {
 		u.close()
 		return
 	}
@@ -113,20 +124,33 @@ func (u *upgrade) onEvent(fd int, events uint32, now int64) {
 	if u.cfd < 0 {
 		return
 	}
-	if events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0 && len(u.out) > 0 {
+	out := events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0
+	if out && len(u.out) > 0 && (fd == u.cfd) == u.toClient {
 		u.write()
 		return
 	}
 	switch {
-	case u.phase == phRequest && fd == u.cfd:
+	case fd == u.cfd && u.phase == phRequest:
 		u.readRequest()
-	case u.phase == phConnect && fd == u.bfd:
-		u.connected()
-	case (u.phase == phResponse || u.phase == phRefusal) && fd == u.bfd:
-		u.readResponse()
 	case fd == u.cfd && events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0:
 		u.srv.metrics.handshake(hsClientFailed)
 		u.close()
+	case fd == u.cfd:
+		// Bytes before the 101: they wait in the socket for the relay,
+		// and the socket stays quiet until then.
+		u.clientWants(unix.EPOLLRDHUP)
+	case u.phase == phConnect && out:
+		u.connected()
+	case u.phase == phResponse || u.phase == phRefusal:
+		u.readResponse()
+	}
+}
+
+// clientWants registers interest for the client socket.
+func (u *upgrade) clientWants(events uint32) {
+	if u.cfdWant != events {
+		u.cfdWant = events
+		u.loop.modify(u.cfd, events)
 	}
 }
 
@@ -188,7 +212,6 @@ func (u *upgrade) readRequest() {
 // then dials its backend.
 func (u *upgrade) request(end int) {
 	s, t, h := u.srv, u.t, &u.head
-	u.loop.modify(u.cfd, unix.EPOLLRDHUP) // nothing more to read until the relay starts
 	if he := checkUpgradeHead(h); he != nil {
 		u.refuse(hsBadRequest, he)
 		return
@@ -197,8 +220,7 @@ func (u *upgrade) request(end int) {
 		u.refuse(hsOriginDenied, &handshakeError{status: http.StatusForbidden, msg: "origin not allowed"})
 		return
 	}
-	hdr := h.header("X-Forwarded-For", "Forwarded", "Cookie", "X-Request-ID", t.cfg.Header)
-	rt, err := s.route(t, u.peer.Addr().Unmap(), hdr, true)
+	rt, err := s.route(t, u.peer.Addr().Unmap(), h, true)
 	if err != nil {
 		he := &handshakeError{status: http.StatusServiceUnavailable, msg: err.Error(), err: err}
 		result := hsNoBackend
@@ -226,7 +248,7 @@ func (u *upgrade) request(end int) {
 	}
 	u.miss = s.noteAffinity(query, rt)
 	u.accept = acceptKey(h.get("Sec-WebSocket-Key"))
-	u.offered = offeredProtocols(h.header("Sec-WebSocket-Protocol"))
+	u.offered = offeredProtocols(h)
 	u.req = u.backendRequest(end)
 	u.dial(backend)
 }
@@ -256,7 +278,11 @@ func checkUpgradeHead(h *head) *handshakeError {
 		return &handshakeError{status: http.StatusBadRequest, msg: "want exactly one Sec-WebSocket-Key"}
 	}
 	var key [18]byte
-	if n, err := base64.StdEncoding.Decode(key[:], h.get("Sec-WebSocket-Key")); err != nil || n != 16 {
+	k := h.get("Sec-WebSocket-Key")
+	if len(k) != 24 {
+		return &handshakeError{status: http.StatusBadRequest, msg: "Sec-WebSocket-Key is not 16 bytes in base64"}
+	}
+	if n, err := base64.StdEncoding.Decode(key[:], k); err != nil || n != 16 {
 		return &handshakeError{status: http.StatusBadRequest, msg: "Sec-WebSocket-Key is not 16 bytes in base64"}
 	}
 	return nil
@@ -278,9 +304,10 @@ func (u *upgrade) backendRequest(end int) []byte {
 	h, rt := &u.head, u.rt
 	out := make([]byte, 0, end+256)
 	out = append(out, h.raw[:bytes.Index(h.raw, []byte("\r\n"))+2]...)
+	listed := h.Values("Connection") // more hop-by-hop names, rarely any beyond "Upgrade"
 	for i := range h.n {
-		name := http.CanonicalHeaderKey(string(h.lines[i].name))
-		if isHopHeader(name) || h.hasToken("Connection", name) || isForwardingHeader(name) {
+		name := h.lines[i].name
+		if isHopHeaderBytes(name) || isForwardingHeader(name) || connectionNames(listed, name) {
 			continue
 		}
 		out = append(out, h.lines[i].raw...)
@@ -288,7 +315,7 @@ func (u *upgrade) backendRequest(end int) []byte {
 	}
 	xff := rt.peer.String() // the event loop only takes TCP peers: always an IP
 	if rt.trustedPeer {
-		if prior := h.header("X-Forwarded-For")["X-Forwarded-For"]; len(prior) > 0 {
+		if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
 			xff = joinComma(prior) + ", " + xff
 		}
 	}
@@ -309,10 +336,20 @@ func (u *upgrade) backendRequest(end int) []byte {
 
 // isForwardingHeader reports whether the proxy replaces the header with
 // its own on the way to the backend.
-func isForwardingHeader(canonical string) bool {
-	switch canonical {
-	case "X-Forwarded-For", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id", "Forwarded":
-		return true
+func isForwardingHeader(name []byte) bool {
+	return equalFold(name, "X-Forwarded-For") || equalFold(name, "X-Forwarded-Proto") ||
+		equalFold(name, "X-Real-IP") || equalFold(name, "X-Request-ID") || equalFold(name, "Forwarded")
+}
+
+// connectionNames reports whether name is among the tokens of the
+// Connection header lines listed.
+func connectionNames(listed []string, name []byte) bool {
+	for _, line := range listed {
+		for t := range strings.SplitSeq(line, ",") {
+			if equalFold(name, strings.TrimSpace(t)) {
+				return true
+			}
+		}
 	}
 	return false
 }
@@ -347,7 +384,7 @@ func (u *upgrade) dial(backend netip.AddrPort) {
 		return
 	}
 	u.phase = phConnect
-	if err := u.loop.register(fd, u, unix.EPOLLOUT); err != nil {
+	if err := u.loop.register(fd, u, backendInterest); err != nil {
 		u.dialFailed(err)
 	}
 }
@@ -366,7 +403,7 @@ func (u *upgrade) connected() {
 	u.then = func() {
 		u.phase = phResponse
 		u.n = 0
-		u.loop.modify(u.bfd, unix.EPOLLIN|unix.EPOLLRDHUP)
+		u.readResponse() // an edge may have come and gone while writing
 	}
 	u.write()
 }
@@ -394,65 +431,75 @@ func (u *upgrade) write() {
 		}
 		return
 	case len(u.out) > 0:
-		u.loop.modify(fd, unix.EPOLLOUT)
-		u.waiting = true
+		// The backend socket is edge-triggered for writability already;
+		// the client socket is asked for it.
+		if u.toClient {
+			u.clientWants(unix.EPOLLOUT | unix.EPOLLRDHUP)
+		}
 		return
 	}
-	if u.waiting {
-		u.waiting = false
-		if u.toClient {
-			u.loop.modify(fd, unix.EPOLLRDHUP)
-		} else {
-			u.loop.modify(fd, unix.EPOLLIN|unix.EPOLLRDHUP)
-		}
+	if u.toClient && u.cfdWant&unix.EPOLLOUT != 0 {
+		u.clientWants(clientInterest)
 	}
 	then := u.then
 	u.then = nil
 	then()
 }
 
-// readResponse reads the backend's answer: its head, or the rest of a
-// refusal's body.
+// readResponse reads what the backend has sent, until it has nothing more
+// for now: the socket is edge-triggered.
 func (u *upgrade) readResponse() {
+	for u.bfd >= 0 && (u.phase == phResponse || u.phase == phRefusal && len(u.out) == 0) {
+		if !u.readResponseOnce() {
+			return
+		}
+	}
+}
+
+// readResponseOnce reads the backend's answer once: its head, or the rest
+// of a refusal's body. It reports whether to read again.
+func (u *upgrade) readResponseOnce() bool {
 	n, err := readFD(u.bfd, (*u.buf)[u.n:])
 	if errors.Is(err, unix.EAGAIN) {
-		return
+		return false
 	}
 	if u.phase == phRefusal {
 		if n <= 0 {
 			u.close()
-			return
+			return false
 		}
 		u.relayRefusal((*u.buf)[:n])
-		return
+		return true
 	}
 	if err != nil || n == 0 {
 		u.refuse(hsUnreachable, &handshakeError{status: http.StatusBadGateway, msg: "backend closed the connection during the handshake", err: err})
-		return
+		return false
 	}
 	u.n += n
 	end := headEnd((*u.buf)[:u.n])
 	if end == 0 {
 		if u.n == len(*u.buf) {
 			u.refuse(hsUnreachable, &handshakeError{status: http.StatusBadGateway, msg: "backend answer head too large"})
+			return false
 		}
-		return
+		return true
 	}
 	if err := u.head.parse((*u.buf)[:end]); err != nil || u.head.status() == 0 {
 		u.refuse(hsUnreachable, &handshakeError{status: http.StatusBadGateway, msg: "malformed backend answer"})
-		return
+		return false
 	}
 	status := u.head.status()
 	u.srv.passive(u.rt.backend, status)
 	if status != http.StatusSwitchingProtocols {
 		u.refusal(status, end)
-		return
+		return false
 	}
 	if msg := u.checkAnswer(); msg != "" {
 		u.refuse(hsUnreachable, &handshakeError{status: http.StatusBadGateway, msg: msg})
-		return
+		return false
 	}
 	u.answer(end)
+	return false
 }
 
 // checkAnswer validates the backend's 101 as a client would (RFC 6455
@@ -483,8 +530,7 @@ func (u *upgrade) answer(end int) {
 	out := make([]byte, 0, end+128)
 	out = append(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"...)
 	for i := range h.n {
-		name := http.CanonicalHeaderKey(string(h.lines[i].name))
-		if isHopHeader(name) || name == "Content-Length" {
+		if name := h.lines[i].name; isHopHeaderBytes(name) || equalFold(name, "Content-Length") {
 			continue
 		}
 		out = append(out, h.lines[i].raw...)
@@ -502,7 +548,10 @@ func (u *upgrade) answer(end int) {
 	}
 	out = append(out, "\r\n"...)
 	extensions := len(h.get("Sec-WebSocket-Extensions")) > 0
-	pending := append([]byte(nil), (*u.buf)[end:u.n]...)
+	var pending []byte
+	if end < u.n {
+		pending = append(pending, (*u.buf)[end:u.n]...)
+	}
 	u.phase, u.out, u.toClient = phAnswer, out, true
 	u.then = func() { u.established(pending, extensions) }
 	u.write()
@@ -522,7 +571,7 @@ func (u *upgrade) established(backendPending []byte, extensions bool) {
 	u.cfd, u.bfd = -1, -1 // the econn owns them now
 	s.reg.add(c)
 	s.metrics.handshake(hsOK)
-	c.begin(true)
+	c.begin(u.cfdWant, backendInterest)
 	if s.stopping.Load() {
 		c.finish(goingAway(), time.Now().UnixNano())
 		c.settle(time.Now().UnixNano())
@@ -546,8 +595,7 @@ func (u *upgrade) refusal(status, end int) {
 	out := make([]byte, 0, end+32)
 	out = append(out, h.raw[:bytes.Index(h.raw, []byte("\r\n"))+2]...)
 	for i := range h.n {
-		name := http.CanonicalHeaderKey(string(h.lines[i].name))
-		if name == "Connection" || name == "Keep-Alive" {
+		if name := h.lines[i].name; equalFold(name, "Connection") || equalFold(name, "Keep-Alive") {
 			continue
 		}
 		out = append(out, h.lines[i].raw...)
@@ -558,11 +606,7 @@ func (u *upgrade) refusal(status, end int) {
 	u.releaseReservation()
 	u.phase, u.out, u.toClient = phRefusal, out, true
 	u.n = 0
-	u.then = func() {
-		u.loop.modify(u.cfd, unix.EPOLLRDHUP)
-		u.loop.modify(u.bfd, unix.EPOLLIN|unix.EPOLLRDHUP)
-		u.relayRefusal(body)
-	}
+	u.then = func() { u.relayRefusal(body) }
 	u.write()
 }
 
@@ -579,7 +623,9 @@ func (u *upgrade) relayRefusal(body []byte) {
 	u.then = func() {
 		if u.left == 0 {
 			u.close()
+			return
 		}
+		u.readResponse() // the backend socket is edge-triggered
 	}
 	if len(u.out) == 0 {
 		u.then()
