@@ -2,9 +2,9 @@ package proxy
 
 import (
 	"errors"
-	"strings"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"sync/atomic"
 

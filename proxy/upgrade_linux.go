@@ -67,7 +67,7 @@ type upgrade struct {
 	then     func() // what follows once out is written
 	cfdWant  uint32 // the client socket's interest now registered
 
-	left     int64  // refusal body bytes still to relay; -1 until the backend closes
+	left int64 // refusal body bytes still to relay; -1 until the backend closes
 }
 
 func (u *upgrade) timer() *wheelEntry[upgrade] { return &u.wheelEntry }

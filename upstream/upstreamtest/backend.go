@@ -36,9 +36,10 @@ type Backend struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	accepted atomic.Int64
-	messages atomic.Int64
-	pongs    atomic.Int64
+	accepted  atomic.Int64
+	messages  atomic.Int64
+	pongs     atomic.Int64
+	unhealthy atomic.Bool // SetHealthy(false): /healthz answers 503
 
 	// wg counts the Serve loop and every accepted TCP connection until it
 	// ends: until net/http reports it closed, or, once hijacked for a

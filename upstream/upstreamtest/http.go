@@ -54,6 +54,7 @@ func (b *Backend) addHeaders(h http.Header) {
 //	                 5), the first at once and then one every 50ms
 //	/status/CODE     status CODE (200-599)
 //	/slow?delay=D    the default answer after D (default 1s)
+//	/healthz         503 after SetHealthy(false), else the default answer
 func (b *Backend) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	b.recordRequest(r)
 	b.addHeaders(w.Header())
@@ -67,6 +68,8 @@ func (b *Backend) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		serveStatus(w, strings.TrimPrefix(path, "/status/"))
 	case path == "/slow":
 		b.serveSlow(w, r)
+	case path == healthPath && b.unhealthy.Load():
+		serveStatus(w, strconv.Itoa(http.StatusServiceUnavailable))
 	default:
 		b.serveName(w)
 	}
