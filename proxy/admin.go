@@ -64,9 +64,26 @@ func (s *Server) Ring() RingStatus {
 }
 
 // Explain routes key as the current table would: a route token in cookie
-// mode, a header value in header mode, and a client IP otherwise.
+// mode, a header value in header mode, and a client IP otherwise; with
+// bounded loads, a key placed before is where it was placed.
 func (s *Server) Explain(key string) (Explanation, error) {
-	return Explain(s.router.table().cfg, s.router.table().ring, key)
+	t := s.router.table()
+	ex, err := Explain(t.cfg, t.ring, key)
+	if err != nil || t.cfg.LoadFactor <= 0 || ex.By == "cookie" {
+		return ex, err
+	}
+	h, err := strconv.ParseUint(ex.Hash, 16, 64)
+	if err != nil {
+		return ex, nil
+	}
+	if b, ok := s.places.get(h, time.Now()); ok && b != ex.Backend {
+		if _, in := t.ring.Index(b); in {
+			ex.Why = fmt.Sprintf("bounded loads placed this key on %s when %s, its ring owner, was at its bound; it stays there while %s is in the ring",
+				b, ex.Backend, b)
+			ex.Backend = b
+		}
+	}
+	return ex, nil
 }
 
 // Explain routes key over ring under cfg; see Server.Explain.
@@ -183,8 +200,20 @@ func (s *Server) AdminHandler() http.Handler {
 			}
 			rate = n
 		}
-		n := s.Drain(backend, rate)
+		n, err := s.Drain(backend, rate)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
 		writeJSON(w, map[string]any{"backend": backend, "closing": n, "rate": rate})
+	})
+	mux.HandleFunc("POST /debug/undrain", func(w http.ResponseWriter, r *http.Request) {
+		backend := r.URL.Query().Get("backend")
+		if err := s.Undrain(backend); err != nil {
+			http.Error(w, err.Error(), http.StatusNotFound)
+			return
+		}
+		writeJSON(w, map[string]any{"backend": backend, "undrained": true})
 	})
 	return mux
 }

@@ -596,10 +596,11 @@ var handshakeStatuses = map[int]bool{
 }
 
 // FuzzHandshake sends arbitrary request heads to the proxy in each
-// affinity mode: each gets a status line with a status from a known set,
-// or, when it does not even parse as HTTP, possibly a closed connection;
-// never a hang or a panic. An upgrade that is answered 101 is relayed and
-// logged once when the client hangs up.
+// affinity mode (mode%3), through the event loops' own handshake or, with
+// mode%6 >= 3, through the HTTP server's: each gets a status line with a
+// status from a known set, or, when it does not even parse as HTTP,
+// possibly a closed connection; never a hang or a panic. An upgrade that
+// is answered 101 is relayed and logged once when the client hangs up.
 func FuzzHandshake(f *testing.F) {
 	upgrade := "GET /chat?room=1 HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + fuzzKey + "\r\n"

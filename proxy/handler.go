@@ -76,13 +76,16 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, result string, h
 func (s *Server) route(t *table, peer netip.Addr, h headers, websocket bool) (route, error) {
 	var lv loadView
 	if t.cfg.LoadFactor > 0 {
-		lv = boundedView{s}
+		lv = boundedView{s: s, websocket: websocket}
 		s.reg.mu.Lock()
 		defer s.reg.mu.Unlock()
 	}
 	rt, err := t.route(peer, h, lv)
 	if err != nil {
 		return rt, err
+	}
+	if lv != nil && websocket && !rt.pinned {
+		s.reg.fulfilLocked(rt.key, time.Now())
 	}
 	rt.id = s.ids.Add(1)
 	rt.requestID = h.Get("X-Request-ID")
@@ -120,14 +123,24 @@ func (s *Server) requestID(id uint64) string {
 }
 
 // boundedView shows bounded loads the registry, whose lock the caller
-// holds, and the remembered placements.
-type boundedView struct{ s *Server }
+// holds, and the remembered placements. A key placed by a plain HTTP
+// request counts as a WebSocket to come.
+type boundedView struct {
+	s         *Server
+	websocket bool
+}
 
 func (v boundedView) load(backend string) (int, int) { return v.s.reg.loadLocked(backend) }
 
 func (v boundedView) placed(key uint64) (string, bool) { return v.s.places.get(key, time.Now()) }
 
-func (v boundedView) place(key uint64, backend string) { v.s.places.put(key, backend, time.Now()) }
+func (v boundedView) place(key uint64, backend string) {
+	now := time.Now()
+	v.s.places.put(key, backend, now)
+	if !v.websocket {
+		v.s.reg.expectLocked(key, backend, now)
+	}
+}
 
 // noteAffinity counts and marks a request that cannot reach the backend it
 // had before: its route cookie names a backend that left the ring, or its

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -215,9 +216,9 @@ func (s *Server) movedToNew(old, cur *table) []migration {
 // ring first when the member source can, so that the clients reconnect
 // elsewhere. It returns how many connections will be closed; the closing
 // goes on in the background until done or the server shuts down.
-func (s *Server) Drain(backend string, rate int) int {
-	if d, ok := s.members.(drainer); ok {
-		d.Drain(backend)
+func (s *Server) Drain(backend string, rate int) (int, error) {
+	if d, ok := s.members.(drainer); ok && !d.Drain(backend) {
+		return 0, fmt.Errorf("no backend %s", backend)
 	}
 	conns := s.reg.sessions(backend)
 	if rate <= 0 {
@@ -225,13 +226,24 @@ func (s *Server) Drain(backend string, rate int) int {
 	}
 	s.log.Info("draining backend", zap.String("backend", backend), zap.Int("connections", len(conns)), zap.Int("rate", rate))
 	s.drains.Go(func() { closePaced(s.life, conns, rate, rebalanced(rebalanceDrain)) })
-	return len(conns)
+	return len(conns), nil
+}
+
+// Undrain puts a drained backend back in the ring, once its health allows.
+func (s *Server) Undrain(backend string) error {
+	d, ok := s.members.(drainer)
+	if !ok || !d.Undrain(backend) {
+		return fmt.Errorf("no backend %s", backend)
+	}
+	s.log.Info("backend undrained", zap.String("backend", backend))
+	return nil
 }
 
 // drainer is a member source that can take a backend out of the ring on an
-// operator's word.
+// operator's word, and put it back.
 type drainer interface {
 	Drain(addr string) bool
+	Undrain(addr string) bool
 }
 
 // closePaced asks conns to end with e, at most rate a second, until done or

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/netip"
 	"sync"
+	"time"
 )
 
 var (
@@ -20,6 +21,12 @@ type registry struct {
 	byBackend map[string][]liveConn // each connection at its relayConn's regIdx
 	pending   map[string]int        // handshakes under way, already counted as load
 	perIP     map[netip.Addr]int    // live connections plus pending handshakes, by client IP
+	// expected are WebSockets announced by a plain HTTP request that placed
+	// their key (a long-polling transport before its upgrade): counted as
+	// load, so that bounded loads leave room for them, until they come or
+	// their time is up. expectQueue holds the same keys in arrival order.
+	expected    map[uint64]expectation
+	expectQueue []uint64
 	total     int                   // live connections plus pending handshakes
 	live      int                   // live connections
 	empty     chan struct{}         // closed while live is 0
@@ -29,7 +36,7 @@ func newRegistry() *registry {
 	empty := make(chan struct{})
 	close(empty)
 	return &registry{byBackend: make(map[string][]liveConn), pending: make(map[string]int),
-		perIP: make(map[netip.Addr]int), empty: empty}
+		perIP: make(map[netip.Addr]int), expected: make(map[uint64]expectation), empty: empty}
 }
 
 // reserveLocked counts a handshake under way towards backend's load and
@@ -47,6 +54,56 @@ func (r *registry) reserveLocked(backend string, client netip.Addr, maxTotal, ma
 	r.perIP[client]++
 	r.total++
 	return nil
+}
+
+// expectTTL is how long a WebSocket announced by a long-polling request
+// is counted before it comes.
+const expectTTL = 30 * time.Second
+
+type expectation struct {
+	backend string
+	until   time.Time
+}
+
+// expectLocked counts a WebSocket that key's plain HTTP request announced
+// on backend. r.mu must be held.
+func (r *registry) expectLocked(key uint64, backend string, now time.Time) {
+	r.sweepLocked(now)
+	if _, ok := r.expected[key]; ok {
+		return
+	}
+	r.expected[key] = expectation{backend, now.Add(expectTTL)}
+	r.expectQueue = append(r.expectQueue, key)
+	r.pending[backend]++
+	r.total++
+}
+
+// fulfilLocked takes back key's expectation, now that its WebSocket is
+// here and reserves for itself. r.mu must be held.
+func (r *registry) fulfilLocked(key uint64, now time.Time) {
+	r.sweepLocked(now)
+	if e, ok := r.expected[key]; ok {
+		delete(r.expected, key)
+		r.unpend(e.backend)
+		r.total--
+	}
+}
+
+// sweepLocked drops expectations whose time is up. r.mu must be held.
+func (r *registry) sweepLocked(now time.Time) {
+	for len(r.expectQueue) > 0 {
+		key := r.expectQueue[0]
+		e, ok := r.expected[key]
+		if ok && now.Before(e.until) {
+			return
+		}
+		r.expectQueue = r.expectQueue[1:]
+		if ok {
+			delete(r.expected, key)
+			r.unpend(e.backend)
+			r.total--
+		}
+	}
 }
 
 // unreserve forgets a handshake that failed.

@@ -15,6 +15,10 @@ type member struct {
 	nodeState  nodeState
 
 	health health
+
+	// drained: an operator took the backend out of the ring (POST
+	// /debug/drain) until they put it back (POST /debug/undrain).
+	drained bool
 }
 
 // view is the member as a Snapshot shows it. Gossip's word on draining and
@@ -29,6 +33,9 @@ func (m *member) view() Member {
 		case nodeDead:
 			v.State = StateDead
 		}
+	}
+	if m.drained {
+		v.State = StateDraining
 	}
 	if m.static {
 		v.Source, v.Weight = SourceStatic, m.staticWeight

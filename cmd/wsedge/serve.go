@@ -242,7 +242,13 @@ func (d *daemon) apply(path string) error {
 			return fmt.Errorf("admin listen: %w", err)
 		}
 	}
+	// The proxy takes the new config before the backend set changes, so
+	// that the new file's on_add and on_remove decide what the change does.
+	d.srv.SetConfig(pc)
 	if err := d.set.Update(upstreamConfig(f, pc)); err != nil {
+		if oldPC, perr := proxyConfig(old); perr == nil {
+			d.srv.SetConfig(oldPC)
+		}
 		if ln != nil {
 			ln.Close()
 		}
@@ -251,9 +257,8 @@ func (d *daemon) apply(path string) error {
 		}
 		return err
 	}
-	// Everything that can fail has succeeded: swap it all in.
+	// Everything that can fail has succeeded: swap the rest in.
 	d.level.SetLevel(logLevel(f.LogLevel))
-	d.srv.SetConfig(pc)
 	d.certs.set(certs)
 	if ln != nil {
 		d.ln.Close() // live connections are not the listener's: they stay
