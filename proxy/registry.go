@@ -27,9 +27,9 @@ type registry struct {
 	// their time is up. expectQueue holds the same keys in arrival order.
 	expected    map[uint64]expectation
 	expectQueue []uint64
-	total     int                   // live connections plus pending handshakes
-	live      int                   // live connections
-	empty     chan struct{}         // closed while live is 0
+	total       int           // live connections plus pending handshakes
+	live        int           // live connections
+	empty       chan struct{} // closed while live is 0
 }
 
 func newRegistry() *registry {
