@@ -148,7 +148,7 @@ func (s *Server) reconcile(old, cur *table) {
 	var queued []migration
 	for i := range old.ring.Len() {
 		addr := old.ring.Member(i).Addr
-		if _, in := cur.ring.Index(addr); in || cfg.KeepRemoved {
+		if _, in := cur.ring.Index(addr); in || cfg.KeepRemoved || s.drainedByOperator(addr) {
 			continue
 		}
 		conns := s.reg.sessions(addr)
@@ -217,7 +217,13 @@ func (s *Server) movedToNew(old, cur *table) []migration {
 // elsewhere. It returns how many connections will be closed; the closing
 // goes on in the background until done or the server shuts down.
 func (s *Server) Drain(backend string, rate int) (int, error) {
+	// The drain closes the backend's connections at its own rate: the ring
+	// change it causes must not migrate them a second time.
+	s.drainMu.Lock()
+	s.draining[backend] = true
+	s.drainMu.Unlock()
 	if d, ok := s.members.(drainer); ok && !d.Drain(backend) {
+		s.endDrain(backend)
 		return 0, fmt.Errorf("no backend %s", backend)
 	}
 	conns := s.reg.sessions(backend)
@@ -225,8 +231,25 @@ func (s *Server) Drain(backend string, rate int) (int, error) {
 		rate = s.router.table().cfg.MigrateRate
 	}
 	s.log.Info("draining backend", zap.String("backend", backend), zap.Int("connections", len(conns)), zap.Int("rate", rate))
-	s.drains.Go(func() { closePaced(s.life, conns, rate, rebalanced(rebalanceDrain)) })
+	s.drains.Go(func() {
+		defer s.endDrain(backend)
+		closePaced(s.life, conns, rate, rebalanced(rebalanceDrain))
+	})
 	return len(conns), nil
+}
+
+// drainedByOperator reports whether a drain is closing backend's
+// connections.
+func (s *Server) drainedByOperator(backend string) bool {
+	s.drainMu.Lock()
+	defer s.drainMu.Unlock()
+	return s.draining[backend]
+}
+
+func (s *Server) endDrain(backend string) {
+	s.drainMu.Lock()
+	defer s.drainMu.Unlock()
+	delete(s.draining, backend)
 }
 
 // Undrain puts a drained backend back in the ring, once its health allows.

@@ -29,6 +29,9 @@ type Server struct {
 	mig     *migrator
 	drains  sync.WaitGroup // background drains, ended by Shutdown
 
+	drainMu  sync.Mutex      // guards draining
+	draining map[string]bool // backends an operator drain is closing
+
 	// life ends when Shutdown starts; background work stops with it.
 	life     context.Context
 	endLife  context.CancelFunc
@@ -75,6 +78,7 @@ func New(cfg Config, members memberSource, opts ...Option) *Server {
 		mig:       newMigrator(),
 		idPrefix:  fmt.Sprintf("%08x", rand.Uint32()),
 		listeners: map[net.Listener]struct{}{},
+		draining:  map[string]bool{},
 	}
 	for _, o := range opts {
 		o(s)
