@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"time"
+	"unsafe"
 
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
@@ -570,26 +571,38 @@ func (c *econn) release(d *flow) {
 	}
 }
 
+// readFD and writeFD make raw system calls: the sockets are non-blocking,
+// so a call never waits, and skipping the scheduler's bookkeeping for a
+// blocking call keeps the loop's thread and processor together.
 func readFD(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
-		n, err := unix.Read(fd, p)
-		if err == unix.EINTR {
+		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
 			continue
 		}
-		return n, err
+		return 0, e
 	}
 }
 
 func writeFD(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
 	for {
-		n, err := unix.Write(fd, p)
-		if err == unix.EINTR {
+		n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		switch e {
+		case 0:
+			return int(n), nil
+		case unix.EINTR:
 			continue
 		}
-		if n < 0 {
-			n = 0
-		}
-		return n, err
+		return 0, e
 	}
 }
 
