@@ -333,6 +333,11 @@ func (c *econn) writeOut(d *flow, now int64) bool {
 	}
 	_, dst := c.ends(d)
 	n, err := writeFD(dst, d.out)
+	if n > 0 && c.end != nil {
+		// Bytes still going out before a close: lingering is measured from
+		// the last progress, not from when the close was read.
+		c.lingerUntil = now + int64(closeWait)
+	}
 	if n == len(d.out) {
 		d.out = nil
 		d.midFrame = !d.outBoundary
@@ -443,6 +448,7 @@ func (c *econn) settle(now int64) {
 		return
 	}
 	if c.end != nil && (c.done(&c.upf) && c.done(&c.downf) || now >= c.lingerUntil) {
+		c.answerForBackend(now)
 		c.teardown(now)
 		return
 	}
@@ -454,6 +460,21 @@ func (c *econn) settle(now int64) {
 	case at != c.wheelEntry.at:
 		c.loop.wheel.schedule(c, at)
 	}
+}
+
+// answerForBackend completes a client's close handshake that the backend
+// left unanswered, echoing the client's code (RFC 6455 section 5.5.1), so
+// that the client sees a clean close rather than a cut connection.
+func (c *econn) answerForBackend(now int64) {
+	e, d := c.end, &c.downf
+	if !e.peerClose || e.cause != causeClientClosed || d.srcDone || d.closed || d.midFrame || d.pending() {
+		return
+	}
+	var body []byte
+	if e.code != ws.StatusNoStatusRcvd {
+		body = ws.NewCloseFrameBody(e.code, "")
+	}
+	c.sendOwn(d, ws.MustCompileFrame(ws.NewCloseFrame(body)), true, now)
 }
 
 // done reports whether nothing more will move in direction d.

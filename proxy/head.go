@@ -26,10 +26,15 @@ type head struct {
 	n     int
 }
 
+// headLine is one header line as offsets into head.raw, so that a head of
+// 64 lines costs well under a kilobyte.
 type headLine struct {
-	raw         []byte // the whole line, without CRLF
-	name, value []byte
+	start, colon, vstart, vend, end uint16
 }
+
+func (h *head) line(i int) []byte  { l := h.lines[i]; return h.raw[l.start:l.end] }
+func (h *head) name(i int) []byte  { l := h.lines[i]; return h.raw[l.start:l.colon] }
+func (h *head) value(i int) []byte { l := h.lines[i]; return h.raw[l.vstart:l.vend] }
 
 // headEnd returns the length of the head at the start of b (through the
 // blank line), or 0 when b does not hold all of it yet.
@@ -41,8 +46,11 @@ func headEnd(b []byte) int {
 	return i + 4
 }
 
-// parse reads the head in b[:n], n from headEnd.
+// parse reads the head in b[:n], n from headEnd. Heads are at most 64 KiB.
 func (h *head) parse(b []byte) error {
+	if len(b) > 0xffff {
+		return errHeadTooMany
+	}
 	h.raw, h.n = b, 0
 	lines := b[:len(b)-4] // without the final blank line
 	i := bytes.Index(lines, []byte("\r\n"))
@@ -62,6 +70,7 @@ func (h *head) parse(b []byte) error {
 	} else {
 		h.first = [3][]byte{first[:sp1], first[sp1+1 : sp1+1+sp2], first[sp1+2+sp2:]}
 	}
+	off := len(first) + 2 // where rest starts in b
 	for len(rest) > 0 {
 		line := rest
 		if j := bytes.Index(rest, []byte("\r\n")); j >= 0 {
@@ -69,7 +78,7 @@ func (h *head) parse(b []byte) error {
 		} else {
 			rest = nil
 		}
-		if line[0] == ' ' || line[0] == '\t' {
+		if len(line) == 0 || line[0] == ' ' || line[0] == '\t' {
 			return errHeadMalformed // obsolete line folding (RFC 9112 section 5.2)
 		}
 		colon := bytes.IndexByte(line, ':')
@@ -79,8 +88,17 @@ func (h *head) parse(b []byte) error {
 		if h.n == maxHeadLines {
 			return errHeadTooMany
 		}
-		h.lines[h.n] = headLine{raw: line, name: line[:colon], value: bytes.TrimSpace(line[colon+1:])}
+		vstart, vend := colon+1, len(line)
+		for vstart < vend && (line[vstart] == ' ' || line[vstart] == '\t') {
+			vstart++
+		}
+		for vend > vstart && (line[vend-1] == ' ' || line[vend-1] == '\t') {
+			vend--
+		}
+		h.lines[h.n] = headLine{start: uint16(off), colon: uint16(off + colon),
+			vstart: uint16(off + vstart), vend: uint16(off + vend), end: uint16(off + len(line))}
 		h.n++
+		off += len(line) + 2
 	}
 	return nil
 }
@@ -88,8 +106,8 @@ func (h *head) parse(b []byte) error {
 // get returns the first value of the named header, or nil.
 func (h *head) get(name string) []byte {
 	for i := range h.n {
-		if equalFold(h.lines[i].name, name) {
-			return h.lines[i].value
+		if equalFold(h.name(i), name) {
+			return h.value(i)
 		}
 	}
 	return nil
@@ -99,7 +117,7 @@ func (h *head) get(name string) []byte {
 func (h *head) count(name string) int {
 	n := 0
 	for i := range h.n {
-		if equalFold(h.lines[i].name, name) {
+		if equalFold(h.name(i), name) {
 			n++
 		}
 	}
@@ -110,10 +128,10 @@ func (h *head) count(name string) int {
 // hold token, case-insensitively.
 func (h *head) hasToken(name, token string) bool {
 	for i := range h.n {
-		if !equalFold(h.lines[i].name, name) {
+		if !equalFold(h.name(i), name) {
 			continue
 		}
-		for v := range bytes.SplitSeq(h.lines[i].value, []byte(",")) {
+		for v := range bytes.SplitSeq(h.value(i), []byte(",")) {
 			if equalFold(bytes.TrimSpace(v), token) {
 				return true
 			}
@@ -127,8 +145,8 @@ func (h *head) hasToken(name, token string) bool {
 func (h *head) Values(name string) []string {
 	var out []string
 	for i := range h.n {
-		if equalFold(h.lines[i].name, name) {
-			out = append(out, string(h.lines[i].value))
+		if equalFold(h.name(i), name) {
+			out = append(out, string(h.value(i)))
 		}
 	}
 	return out

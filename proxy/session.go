@@ -4,6 +4,8 @@ import (
 	"net"
 	"sync"
 	"time"
+
+	"github.com/gobwas/ws"
 )
 
 // session drives a relayed WebSocket with a goroutine per direction and
@@ -104,6 +106,15 @@ func (s *session) finish(e ending, results <-chan ending, pending int) int {
 		case <-results:
 			pending--
 		case <-deadline.C:
+			if e.peerClose && e.cause == causeClientClosed {
+				// The backend never answered the client's close: answer
+				// it on the backend's behalf, echoing its code.
+				var body []byte
+				if e.code != ws.StatusNoStatusRcvd {
+					body = ws.NewCloseFrameBody(e.code, "")
+				}
+				s.toClient.sendWithin(ws.NewCloseFrame(body), true, lastWordTimeout)
+			}
 			return pending
 		}
 	}

@@ -50,9 +50,10 @@ type upgrade struct {
 	phase    upgradePhase
 	started  int64
 
-	buf  *[]byte // borrowed: the client's head, then the backend's
-	n    int     // bytes in buf
-	head head
+	buf     *[]byte // borrowed: the client's head, then the backend's
+	n       int     // bytes in buf
+	partial []byte  // a client head still coming, held without a borrowed buffer
+	head    *head
 
 	t        *table
 	rt       route
@@ -114,7 +115,7 @@ func (u *upgrade) start() {
 		u.close()
 		return
 	}
-	u.buf = u.srv.pool.get()
+	u.head = nil
 	u.loop.upgrades.schedule(u, u.started+int64(u.srv.router.table().cfg.HandshakeTimeout))
 }
 
@@ -173,25 +174,39 @@ func (u *upgrade) expire(now int64) {
 	u.refuse(hsBackendTimeout, &handshakeError{status: http.StatusGatewayTimeout, msg: "backend handshake timed out"})
 }
 
-// readRequest reads the client's head and acts on it once whole.
+// readRequest reads the client's head and acts on it once whole. A
+// buffer is borrowed only for the read itself: a client that sends its
+// head slowly, or not at all, holds just the bytes it sent.
 func (u *upgrade) readRequest() {
-	n, err := readFD(u.cfd, (*u.buf)[u.n:])
+	buf := u.srv.pool.get()
+	n, err := readFD(u.cfd, (*buf)[:len(*buf)-len(u.partial)])
 	switch {
 	case errors.Is(err, unix.EAGAIN):
+		u.srv.pool.put(buf)
 		return
 	case err != nil || n == 0:
+		u.srv.pool.put(buf)
 		u.srv.metrics.handshake(hsClientFailed)
 		u.close()
 		return
 	}
-	u.n += n
+	if len(u.partial) == 0 && headEnd((*buf)[:n]) > 0 {
+		u.buf, u.n = buf, n // the usual case: the whole head in one read
+	} else {
+		u.partial = append(u.partial, (*buf)[:n]...)
+		if headEnd(u.partial) == 0 && len(u.partial) < len(*buf) && len(u.partial) <= u.srv.router.table().cfg.MaxHeaderBytes {
+			u.srv.pool.put(buf)
+			return
+		}
+		u.buf, u.n = buf, copy(*buf, u.partial)
+		u.partial = nil
+	}
 	end := headEnd((*u.buf)[:u.n])
 	t := u.srv.router.table()
 	if end == 0 {
-		switch {
-		case u.n > t.cfg.MaxHeaderBytes:
+		if u.n > t.cfg.MaxHeaderBytes {
 			u.refuse(hsBadRequest, &handshakeError{status: http.StatusRequestHeaderFieldsTooLarge, msg: "request header too large"})
-		case u.n == len(*u.buf):
+		} else {
 			u.handOff() // a head the HTTP server may accept, bigger than a loop buffer
 		}
 		return
@@ -200,6 +215,7 @@ func (u *upgrade) readRequest() {
 		u.refuse(hsBadRequest, &handshakeError{status: http.StatusRequestHeaderFieldsTooLarge, msg: "request header too large"})
 		return
 	}
+	u.head = new(head)
 	if err := u.head.parse((*u.buf)[:end]); err != nil || !u.head.hasToken("Upgrade", "websocket") || !u.head.hasToken("Connection", "upgrade") {
 		u.handOff() // plain HTTP, or something the HTTP server should judge
 		return
@@ -211,7 +227,7 @@ func (u *upgrade) readRequest() {
 // request checks and routes a WebSocket upgrade whose head ends at end,
 // then dials its backend.
 func (u *upgrade) request(end int) {
-	s, t, h := u.srv, u.t, &u.head
+	s, t, h := u.srv, u.t, u.head
 	if he := checkUpgradeHead(h); he != nil {
 		u.refuse(hsBadRequest, he)
 		return
@@ -301,16 +317,16 @@ func acceptKey(key []byte) string {
 // handshake headers included, so the backend's answer is one the client
 // can check; hop-by-hop headers dropped; who the client is added.
 func (u *upgrade) backendRequest(end int) []byte {
-	h, rt := &u.head, u.rt
+	h, rt := u.head, u.rt
 	out := make([]byte, 0, end+256)
 	out = append(out, h.raw[:bytes.Index(h.raw, []byte("\r\n"))+2]...)
 	listed := h.Values("Connection") // more hop-by-hop names, rarely any beyond "Upgrade"
 	for i := range h.n {
-		name := h.lines[i].name
+		name := h.name(i)
 		if isHopHeaderBytes(name) || isForwardingHeader(name) || connectionNames(listed, name) {
 			continue
 		}
-		out = append(out, h.lines[i].raw...)
+		out = append(out, h.line(i)...)
 		out = append(out, "\r\n"...)
 	}
 	xff := rt.peer.String() // the event loop only takes TCP peers: always an IP
@@ -505,7 +521,7 @@ func (u *upgrade) readResponseOnce() bool {
 // checkAnswer validates the backend's 101 as a client would (RFC 6455
 // section 4.1), returning what is wrong or "".
 func (u *upgrade) checkAnswer() string {
-	h := &u.head
+	h := u.head
 	switch {
 	case !h.hasToken("Upgrade", "websocket"), !h.hasToken("Connection", "upgrade"):
 		return "backend answered 101 without upgrading to websocket"
@@ -526,14 +542,14 @@ func (u *upgrade) checkAnswer() string {
 // answer sends the backend's 101 to the client, with the proxy's
 // additions, and then starts relaying.
 func (u *upgrade) answer(end int) {
-	h := &u.head
+	h := u.head
 	out := make([]byte, 0, end+128)
 	out = append(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"...)
 	for i := range h.n {
-		if name := h.lines[i].name; isHopHeaderBytes(name) || equalFold(name, "Content-Length") {
+		if name := h.name(i); isHopHeaderBytes(name) || equalFold(name, "Content-Length") {
 			continue
 		}
-		out = append(out, h.lines[i].raw...)
+		out = append(out, h.line(i)...)
 		out = append(out, "\r\n"...)
 	}
 	if u.rt.setCookie != "" {
@@ -581,7 +597,7 @@ func (u *upgrade) established(backendPending []byte, extensions bool) {
 // refusal relays a backend's non-101 answer: its head with the connection
 // marked to close, then up to maxRefusalBody of its body.
 func (u *upgrade) refusal(status, end int) {
-	h := &u.head
+	h := u.head
 	s := u.srv
 	s.metrics.handshake(hsRefused)
 	s.log.Info("backend refused upgrade", zap.Stringer("remote", u.peer),
@@ -595,10 +611,10 @@ func (u *upgrade) refusal(status, end int) {
 	out := make([]byte, 0, end+32)
 	out = append(out, h.raw[:bytes.Index(h.raw, []byte("\r\n"))+2]...)
 	for i := range h.n {
-		if name := h.lines[i].name; equalFold(name, "Connection") || equalFold(name, "Keep-Alive") {
+		if name := h.name(i); equalFold(name, "Connection") || equalFold(name, "Keep-Alive") {
 			continue
 		}
-		out = append(out, h.lines[i].raw...)
+		out = append(out, h.line(i)...)
 		out = append(out, "\r\n"...)
 	}
 	out = append(out, "Connection: close\r\n\r\n"...)
@@ -674,7 +690,10 @@ func (u *upgrade) releaseReservation() {
 // server path.
 func (u *upgrade) handOff() {
 	u.releaseReservation()
-	prefix := append([]byte(nil), (*u.buf)[:u.n]...)
+	prefix := u.partial
+	if u.buf != nil {
+		prefix = append(prefix, (*u.buf)[:u.n]...)
+	}
 	fd := u.cfd
 	u.loop.release(fd)
 	u.cfd = -1
