@@ -336,7 +336,7 @@ func (c *econn) writeOut(d *flow, now int64) bool {
 	if n > 0 && c.end != nil {
 		// Bytes still going out before a close: lingering is measured from
 		// the last progress, not from when the close was read.
-		c.lingerUntil = now + int64(closeWait)
+		c.lingerUntil = now + int64(c.srv.closeWait)
 	}
 	if n == len(d.out) {
 		d.out = nil
@@ -425,7 +425,7 @@ func (c *econn) finish(e ending, now int64) {
 		return
 	}
 	c.end = &e
-	c.lingerUntil = now + int64(closeWait)
+	c.lingerUntil = now + int64(c.srv.closeWait)
 	if e.peerClose {
 		return
 	}

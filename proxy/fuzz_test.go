@@ -87,6 +87,7 @@ func startFuzzServer(tb testing.TB, cfg Config, backends []string, goroutines bo
 	core, logs := observer.New(zapcore.InfoLevel)
 	srv := New(cfg, upstream.NewSet(list), WithLogger(zap.New(core)))
 	srv.goroutinesOnly = goroutines
+	srv.closeWait = 200 * time.Millisecond // uncooperative peers are the rule here
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)

@@ -13,9 +13,10 @@ import (
 )
 
 const (
-	// closeWait bounds how long a closing connection waits for the peers'
-	// answering close frames (RFC 6455 section 7.1.1) before cutting TCP.
-	closeWait = 2 * time.Second
+	// defaultCloseWait bounds how long a closing connection waits for the
+	// peers' answering close frames (RFC 6455 section 7.1.1) before cutting
+	// TCP.
+	defaultCloseWait = 2 * time.Second
 	// lastWordTimeout bounds a close frame to a peer already known to be
 	// slow or dead: it is a courtesy, not a wait.
 	lastWordTimeout = 100 * time.Millisecond

@@ -54,6 +54,10 @@ type Server struct {
 	// goroutinesOnly makes every connection use the goroutine driver, so
 	// tests can run the same behaviour through both drivers.
 	goroutinesOnly bool
+	// closeWait is how long a closing connection waits for the peers'
+	// close frames; tests that close thousands of uncooperative peers
+	// shorten it.
+	closeWait time.Duration
 }
 
 // Option sets up a Server beyond its Config: the code-only knobs.
@@ -121,7 +125,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		select {
 		case <-s.reg.emptied():
 		case <-ctx.Done():
-		case <-time.After(closeWait + lastWordTimeout):
+		case <-time.After(s.closeWait + lastWordTimeout):
 		}
 	}
 	var err error

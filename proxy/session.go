@@ -99,7 +99,7 @@ func (s *session) finish(e ending, results <-chan ending, pending int) int {
 			return pending
 		}
 	}
-	deadline := time.NewTimer(closeWait)
+	deadline := time.NewTimer(s.srv.closeWait)
 	defer deadline.Stop()
 	for pending > 0 {
 		select {
