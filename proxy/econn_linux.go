@@ -27,12 +27,11 @@ type econn struct {
 	upf   flow // client to backend
 	downf flow // backend to client
 
-	interest [2]uint32 // epoll interest now registered for cfd and bfd
-
 	nextPing int64 // when the next heartbeat ping is due; 0 when heartbeats are off
 	pingAt   int64 // when the outstanding ping went out; 0 when none
 	pingSeq  uint32
 	gone     bool // torn down
+	queued   bool // on the loop's list of connections with reading left to do
 
 	end         *ending // how it ends; nil while it does not
 	lingerUntil int64   // ended and waiting for the peers' close frames until then
@@ -56,6 +55,10 @@ type flow struct {
 	closed      bool // a close frame went to dst: everything after is dropped (RFC 6455 section 5.5.1)
 	dstDead     bool // dst failed: everything for it is dropped
 	srcDone     bool // src sent its close frame or ended
+	// readable: src may hold bytes not read yet. The sockets are
+	// edge-triggered, so this is the flow's own memory of the last edge
+	// until a short read says the socket is drained.
+	readable bool
 }
 
 // input is what was read and not framed yet.
@@ -151,27 +154,28 @@ func detachFD(conn net.Conn) (int, error) {
 }
 
 // start registers the sockets and relays what came with the handshakes.
-func (c *econn) start() { c.begin(0, 0) }
+func (c *econn) start() { c.begin(false, false, false) }
 
-// begin relays from now on. cfdWas and bfdWas are the sockets' interest in
-// the loop's epoll set when the loop did the handshake, 0 when they are not
-// in it yet.
-func (c *econn) begin(cfdWas, bfdWas uint32) {
+// relayInterest is what a relayed socket is registered for, once and for
+// good: edge-triggered reads and writes. No stall or resume changes it; the
+// flows remember what an edge told them.
+const relayInterest = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+
+// begin relays from now on. registered says the loop did the handshake and
+// the sockets are in its epoll set with relayInterest already; else they
+// are added, and their first edges come at once if bytes are waiting.
+// clientReadable and backendReadable say which sockets may hold bytes whose
+// edge came before the relay began.
+func (c *econn) begin(registered, clientReadable, backendReadable bool) {
 	now := time.Now().UnixNano()
-	c.interest = [2]uint32{unix.EPOLLIN | unix.EPOLLRDHUP, unix.EPOLLIN | unix.EPOLLRDHUP}
-	if cfdWas != 0 {
+	c.upf.readable, c.downf.readable = clientReadable, backendReadable
+	if registered {
 		c.loop.conns[c.cfd], c.loop.conns[c.bfd] = c, c
-		if cfdWas != c.interest[0] {
-			c.loop.modify(int(c.cfd), c.interest[0])
-		}
-		if bfdWas != c.interest[1] {
-			c.loop.modify(int(c.bfd), c.interest[1])
-		}
-	} else if err := c.loop.register(int(c.cfd), c, c.interest[0]); err != nil {
+	} else if err := c.loop.register(int(c.cfd), c, relayInterest); err != nil {
 		c.finish(clientReadEnded(err), now)
 		c.teardown(now)
 		return
-	} else if err := c.loop.register(int(c.bfd), c, c.interest[1]); err != nil {
+	} else if err := c.loop.register(int(c.bfd), c, relayInterest); err != nil {
 		c.finish(backendReadEnded(err), now)
 		c.teardown(now)
 		return
@@ -179,8 +183,8 @@ func (c *econn) begin(cfdWas, bfdWas uint32) {
 	if c.cfg.PingInterval > 0 {
 		c.nextPing = now + int64(c.cfg.PingInterval)
 	}
-	c.drive(&c.upf, now, false)
-	c.drive(&c.downf, now, false)
+	c.drive(&c.upf, now)
+	c.drive(&c.downf, now)
 	c.settle(now)
 }
 
@@ -213,19 +217,22 @@ func (c *econn) onEvent(fd int, events uint32, now int64) {
 	if c.gone {
 		return
 	}
-	readable := events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
-	writable := events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	from, to := &c.upf, &c.downf // fd is the client's
 	if fd == int(c.bfd) {
 		from, to = &c.downf, &c.upf
 	}
-	if writable && to.pending() {
-		c.drive(to, now, false)
+	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		from.readable = true
 	}
-	if readable && !from.srcDone {
-		c.drive(from, now, true)
+	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 && to.pending() {
+		// fd takes writes again: finish what waited for it, then read on
+		// from the other socket, which was left alone meanwhile.
+		c.drive(to, now)
 	}
-	if events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 && !from.srcDone {
+	if from.readable {
+		c.drive(from, now)
+	}
+	if events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 && !from.srcDone && from.pending() {
 		// The socket failed while its reads were paused behind a stalled
 		// write; nothing more will come from it.
 		c.srcEnded(from, unix.ECONNRESET, now)
@@ -233,10 +240,27 @@ func (c *econn) onEvent(fd int, events uint32, now int64) {
 	c.settle(now)
 }
 
-// drive moves bytes through d until src has nothing more for now, dst
-// stalls, or the direction is done. With read set it reads once from src
-// (fairness between connections comes from reading one buffer per event).
-func (c *econn) drive(d *flow, now int64, read bool) {
+// readsPerTurn bounds the buffers one connection reads before the loop
+// serves the others; what is left waits on the loop's list.
+const readsPerTurn = 4
+
+// resume reads on where a turn ended with bytes left.
+func (c *econn) resume(now int64) {
+	c.queued = false
+	if c.gone {
+		return
+	}
+	c.drive(&c.upf, now)
+	c.drive(&c.downf, now)
+	c.settle(now)
+}
+
+// drive moves bytes through d until its source is drained, its
+// destination stalls, or the direction is done. A source with more than
+// readsPerTurn buffers waiting goes on the loop's list, so that one busy
+// connection does not starve the others.
+func (c *econn) drive(d *flow, now int64) {
+	reads := 0
 	for !c.gone {
 		if len(d.out) > 0 && !c.writeOut(d, now) {
 			return
@@ -249,14 +273,15 @@ func (c *econn) drive(d *flow, now int64, read bool) {
 			continue
 		}
 		c.release(d)
-		if !read || d.srcDone {
+		if !d.readable || d.srcDone {
 			return
 		}
-		read = false
+		if reads == readsPerTurn {
+			c.loop.later(c)
+			return
+		}
+		reads++
 		c.readSrc(d, now)
-		if d.inOff == d.inEnd {
-			return
-		}
 	}
 }
 
@@ -268,6 +293,8 @@ func (c *econn) readSrc(d *flow, now int64) {
 	switch {
 	case n > 0:
 		d.buf, d.inOff, d.inEnd = buf, 0, int32(n)
+		// A short read drained the socket: the next bytes bring an edge.
+		d.readable = n == len(*buf)
 		if d == &c.upf {
 			c.bytesUp.Add(int64(n))
 			c.lastRead.Store(now)
@@ -278,6 +305,7 @@ func (c *econn) readSrc(d *flow, now int64) {
 		}
 		return
 	case errors.Is(err, unix.EAGAIN):
+		d.readable = false
 	case err == nil:
 		c.srcEnded(d, nil, now)
 	default:
@@ -452,8 +480,6 @@ func (c *econn) settle(now int64) {
 		c.teardown(now)
 		return
 	}
-	c.setInterest(0, int(c.cfd), &c.upf, &c.downf)
-	c.setInterest(1, int(c.bfd), &c.downf, &c.upf)
 	switch at := c.nextDeadline(); {
 	case at == 0:
 		c.loop.wheel.cancel(c)
@@ -480,22 +506,6 @@ func (c *econn) answerForBackend(now int64) {
 // done reports whether nothing more will move in direction d.
 func (c *econn) done(d *flow) bool {
 	return d.srcDone && (!d.pending() || d.dstDead)
-}
-
-// setInterest registers reads of fd while its flow can go on, and writes
-// while the flow into fd is stalled.
-func (c *econn) setInterest(i, fd int, from, into *flow) {
-	want := uint32(unix.EPOLLRDHUP)
-	if !from.srcDone && !from.pending() && from.inOff == from.inEnd {
-		want |= unix.EPOLLIN
-	}
-	if into.pending() && !into.dstDead {
-		want |= unix.EPOLLOUT
-	}
-	if want != c.interest[i] {
-		c.interest[i] = want
-		c.loop.modify(fd, want)
-	}
 }
 
 // nextDeadline is the earliest moment the connection needs attention; 0

@@ -98,8 +98,13 @@ func (s *Server) dialBackend(ctx context.Context, t *table, r *http.Request, rt 
 	if err != nil {
 		return nil, dialFailure(rt.backend, err)
 	}
-	if t.cfg.UpstreamTLS != nil {
-		tc := tls.Client(conn, t.cfg.UpstreamTLS)
+	if tc := t.cfg.UpstreamTLS; tc != nil {
+		if tc.ServerName == "" && !tc.InsecureSkipVerify {
+			// server_name defaults to the backend's host.
+			tc = tc.Clone()
+			tc.ServerName, _, _ = net.SplitHostPort(rt.backend)
+		}
+		tc := tls.Client(conn, tc)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			conn.Close()
 			return nil, dialFailure(rt.backend, err)

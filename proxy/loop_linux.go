@@ -5,10 +5,13 @@ package proxy
 import (
 	"errors"
 	"fmt"
+	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
+	"unsafe"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -33,7 +36,7 @@ func newPoller(srv *Server) *poller { return &poller{srv: srv} }
 // time.
 func (p *poller) pick() (*loop, error) {
 	p.once.Do(func() {
-		for range runtime.GOMAXPROCS(0) {
+		for range runtime.NumCPU() {
 			l, err := newLoop(p.srv)
 			if err != nil {
 				p.err = err
@@ -77,9 +80,11 @@ func (p *poller) stop() {
 // loop is one event loop: an epoll instance and the connections registered
 // with it. Everything but post runs on the loop's goroutine.
 type loop struct {
-	srv  *Server
-	epfd int
-	wake int // eventfd that interrupts epoll_wait for posted tasks
+	srv     *Server
+	epfd    int
+	wake    int      // eventfd that interrupts the wait for posted tasks
+	waiter  *os.File // epfd, as the runtime's poller waits on it
+	waitRaw syscall.RawConn
 
 	mu      sync.Mutex // guards tasks and stopped
 	tasks   []func()
@@ -94,6 +99,7 @@ type loop struct {
 	upgrades *wheel[upgrade, *upgrade] // handshake deadlines
 	running  bool
 	stats    relayStats
+	again    []*econn // connections with reading left after their turn
 }
 
 // loopConn is what a loop dispatches events to: a relayed connection, or
@@ -120,9 +126,44 @@ func newLoop(srv *Server) (*loop, error) {
 		unix.Close(wake)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
+	// The loop waits for its epoll set in the runtime's own poller, so that
+	// an idle loop is a parked goroutine rather than a thread blocked in a
+	// system call: no processor is handed off each time it sleeps.
+	if err := unix.SetNonblock(epfd, true); err != nil {
+		unix.Close(epfd)
+		unix.Close(wake)
+		return nil, fmt.Errorf("epoll fd: %w", err)
+	}
+	waiter := os.NewFile(uintptr(epfd), "epoll")
+	raw, err := waiter.SyscallConn()
+	if err != nil {
+		waiter.Close()
+		unix.Close(wake)
+		return nil, fmt.Errorf("epoll fd: %w", err)
+	}
 	now := time.Now().UnixNano()
-	return &loop{srv: srv, epfd: epfd, wake: wake, running: true,
+	return &loop{srv: srv, epfd: epfd, wake: wake, waiter: waiter, waitRaw: raw, running: true,
 		wheel: newWheel[econn](now), upgrades: newWheel[upgrade](now)}, nil
+}
+
+// wait collects events, waiting for some if there are none, until the
+// next wheel tick when timers are set. The poll happens inside the
+// runtime's read, after it armed its readiness flag, so that an event
+// arriving just before the wait is never missed.
+func (l *loop) wait(events []unix.EpollEvent, timers bool) (n int, err error) {
+	if timers {
+		l.waiter.SetReadDeadline(time.Now().Add(wheelTick))
+	} else {
+		l.waiter.SetReadDeadline(time.Time{})
+	}
+	rerr := l.waitRaw.Read(func(uintptr) bool {
+		n, err = epollPoll(l.epfd, events)
+		return n > 0 || err != nil
+	})
+	if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) && err == nil {
+		err = rerr
+	}
+	return n, err
 }
 
 // post runs f on the loop's goroutine soon. It reports false when the loop
@@ -143,26 +184,25 @@ func (l *loop) post(f func()) bool {
 }
 
 func (l *loop) run() {
-	defer unix.Close(l.epfd)
+	defer l.waiter.Close()
 	defer unix.Close(l.wake)
 	events := make([]unix.EpollEvent, 256)
 	for l.running {
-		timeout := -1
-		if l.wheel.pending() || l.upgrades.pending() {
-			timeout = int(wheelTick / time.Millisecond)
+		n, err := epollPoll(l.epfd, events)
+		if n == 0 && err == nil {
+			// Nothing ready. Announce the sleep before looking for tasks:
+			// a task posted after the look sees the flag and wakes us.
+			l.sleeping.Store(true)
+			l.mu.Lock()
+			idle := len(l.tasks) == 0 && len(l.again) == 0
+			l.mu.Unlock()
+			if idle {
+				n, err = l.wait(events, l.wheel.pending() || l.upgrades.pending())
+			}
+			l.sleeping.Store(false)
 		}
-		// Announce the sleep before looking for tasks: a task posted after
-		// the look sees the flag and wakes us.
-		l.sleeping.Store(true)
-		l.mu.Lock()
-		if len(l.tasks) > 0 {
-			timeout = 0
-		}
-		l.mu.Unlock()
-		n, err := unix.EpollWait(l.epfd, events, timeout)
-		l.sleeping.Store(false)
 		if err != nil && !errors.Is(err, unix.EINTR) {
-			l.srv.log.Error("epoll_wait failed; closing this loop's connections")
+			l.srv.log.Error("epoll_wait failed; closing this loop's connections", zap.Error(err))
 			l.stop()
 			return
 		}
@@ -181,6 +221,7 @@ func (l *loop) run() {
 		l.runTasks()
 		l.wheel.advance(now)
 		l.upgrades.advance(now)
+		l.resumeAll(now)
 	}
 }
 
@@ -198,6 +239,38 @@ func (l *loop) dispatch(c loopConn, fd int, events uint32, now int64) {
 		}
 	}()
 	c.onEvent(fd, events, now)
+}
+
+// epollPoll collects ready events without waiting: a raw system call,
+// since it never blocks.
+func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
+	n, _, e := unix.RawSyscall6(unix.SYS_EPOLL_PWAIT, uintptr(epfd), uintptr(unsafe.Pointer(&events[0])),
+		uintptr(len(events)), 0, 0, 0)
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
+}
+
+// later puts c on the list of connections to go on with after this turn.
+func (l *loop) later(c *econn) {
+	if !c.queued {
+		c.queued = true
+		l.again = append(l.again, c)
+	}
+}
+
+// resumeAll gives every connection on the list another turn.
+func (l *loop) resumeAll(now int64) {
+	list := l.again
+	l.again = nil
+	for _, c := range list {
+		c.resume(now)
+	}
+	clear(list)
+	if l.again == nil {
+		l.again = list[:0]
+	}
 }
 
 func (l *loop) runTasks() {

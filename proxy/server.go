@@ -81,6 +81,7 @@ func New(cfg Config, members memberSource, opts ...Option) *Server {
 		sessions:  newPlacements(),
 		mig:       newMigrator(),
 		idPrefix:  fmt.Sprintf("%08x", rand.Uint32()),
+		closeWait: defaultCloseWait,
 		listeners: map[net.Listener]struct{}{},
 		draining:  map[string]bool{},
 	}

@@ -66,7 +66,12 @@ type upgrade struct {
 	out      []byte // being written: the request to the backend, or the answer to the client
 	toClient bool   // out goes to the client
 	then     func() // what follows once out is written
-	cfdWant  uint32 // the client socket's interest now registered
+	// clientSent: an edge said the client sent more after its head; the
+	// bytes wait in the socket for the relay.
+	clientSent bool
+	// backendFull: the last read from the backend filled the buffer, so the
+	// relay starts by reading on.
+	backendFull bool
 
 	left int64 // refusal body bytes still to relay; -1 until the backend closes
 }
@@ -101,17 +106,12 @@ func (s *Server) acceptUpgrade(conn net.Conn) bool {
 	return true
 }
 
-// clientInterest is the client socket's interest through the handshake, the
-// same it will have when relaying, so that it is registered once.
-const clientInterest = unix.EPOLLIN | unix.EPOLLRDHUP
-
-// backendInterest is the backend socket's interest through the handshake:
-// edge-triggered, so that connecting, sending and reading need no changes.
-const backendInterest = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
+// Both sockets are registered once, edge-triggered for reads and writes,
+// as the relay wants them: connecting, sending, reading and the relay that
+// follows need no change of interest.
 
 func (u *upgrade) start() {
-	u.cfdWant = clientInterest
-	if err := u.loop.register(u.cfd, u, clientInterest); err != nil {
+	if err := u.loop.register(u.cfd, u, relayInterest); err != nil {
 		u.close()
 		return
 	}
@@ -125,33 +125,31 @@ func (u *upgrade) onEvent(fd int, events uint32, now int64) {
 	if u.cfd < 0 {
 		return
 	}
+	in := events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	out := events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0
+	if fd == u.cfd && in && u.phase != phRequest {
+		// Bytes before the 101, or the client hanging up: either way an
+		// edge the relay must not miss.
+		u.clientSent = true
+		if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+			u.srv.metrics.handshake(hsClientFailed)
+			u.close()
+			return
+		}
+	}
 	if out && len(u.out) > 0 && (fd == u.cfd) == u.toClient {
 		u.write()
-		return
+		if u.cfd < 0 {
+			return
+		}
 	}
 	switch {
-	case fd == u.cfd && u.phase == phRequest:
+	case fd == u.cfd && u.phase == phRequest && in:
 		u.readRequest()
-	case fd == u.cfd && events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0:
-		u.srv.metrics.handshake(hsClientFailed)
-		u.close()
-	case fd == u.cfd:
-		// Bytes before the 101: they wait in the socket for the relay,
-		// and the socket stays quiet until then.
-		u.clientWants(unix.EPOLLRDHUP)
-	case u.phase == phConnect && out:
+	case fd == u.bfd && u.phase == phConnect && out:
 		u.connected()
-	case u.phase == phResponse || u.phase == phRefusal:
+	case fd == u.bfd && in && (u.phase == phResponse || u.phase == phRefusal):
 		u.readResponse()
-	}
-}
-
-// clientWants registers interest for the client socket.
-func (u *upgrade) clientWants(events uint32) {
-	if u.cfdWant != events {
-		u.cfdWant = events
-		u.loop.modify(u.cfd, events)
 	}
 }
 
@@ -400,7 +398,7 @@ func (u *upgrade) dial(backend netip.AddrPort) {
 		return
 	}
 	u.phase = phConnect
-	if err := u.loop.register(fd, u, backendInterest); err != nil {
+	if err := u.loop.register(fd, u, relayInterest); err != nil {
 		u.dialFailed(err)
 	}
 }
@@ -447,15 +445,7 @@ func (u *upgrade) write() {
 		}
 		return
 	case len(u.out) > 0:
-		// The backend socket is edge-triggered for writability already;
-		// the client socket is asked for it.
-		if u.toClient {
-			u.clientWants(unix.EPOLLOUT | unix.EPOLLRDHUP)
-		}
-		return
-	}
-	if u.toClient && u.cfdWant&unix.EPOLLOUT != 0 {
-		u.clientWants(clientInterest)
+		return // the socket's next writable edge goes on
 	}
 	then := u.then
 	u.then = nil
@@ -491,6 +481,7 @@ func (u *upgrade) readResponseOnce() bool {
 		u.refuse(hsUnreachable, &handshakeError{status: http.StatusBadGateway, msg: "backend closed the connection during the handshake", err: err})
 		return false
 	}
+	u.backendFull = u.n+n == len(*u.buf) // a full read may have left bytes behind
 	u.n += n
 	end := headEnd((*u.buf)[:u.n])
 	if end == 0 {
@@ -587,7 +578,7 @@ func (u *upgrade) established(backendPending []byte, extensions bool) {
 	u.cfd, u.bfd = -1, -1 // the econn owns them now
 	s.reg.add(c)
 	s.metrics.handshake(hsOK)
-	c.begin(u.cfdWant, backendInterest)
+	c.begin(true, u.clientSent, u.backendFull)
 	if s.stopping.Load() {
 		c.finish(goingAway(), time.Now().UnixNano())
 		c.settle(time.Now().UnixNano())
