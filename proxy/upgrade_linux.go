@@ -249,10 +249,11 @@ func (u *upgrade) request(end int) {
 	}
 	u.rt, u.reserved = rt, true
 	backend, err := netip.ParseAddrPort(rt.backend)
-	if err != nil || rest(u) > 0 {
-		// A backend by name needs DNS, and bytes after the head mean a
-		// client that did not wait for the 101: the HTTP server path
-		// handles both.
+	if err != nil || rest(u) > 0 || t.cfg.UpstreamTLS != nil {
+		// A backend by name needs DNS, TLS to backends needs its library
+		// (the setting may have come with a reload), and bytes after the
+		// head mean a client that did not wait for the 101: the HTTP
+		// server path handles all three.
 		u.handOff()
 		return
 	}
