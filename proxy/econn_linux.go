@@ -288,7 +288,7 @@ func (c *econn) drive(d *flow, now int64) {
 // readSrc reads one buffer's worth from d's source.
 func (c *econn) readSrc(d *flow, now int64) {
 	src, _ := c.ends(d)
-	buf := c.srv.pool.get()
+	buf := c.loop.getBuf()
 	n, err := readFD(src, *buf)
 	switch {
 	case n > 0:
@@ -311,7 +311,7 @@ func (c *econn) readSrc(d *flow, now int64) {
 	default:
 		c.srcEnded(d, err, now)
 	}
-	c.srv.pool.put(buf)
+	c.loop.putBuf(buf)
 }
 
 // frame passes d's input through its framer and decides about each step.
@@ -597,7 +597,7 @@ func (c *econn) release(d *flow) {
 		c.loop.stats.add(false, c.down.takeFrames(), 0)
 	}
 	if d.buf != nil && d.inOff == d.inEnd && len(d.out) == 0 {
-		c.srv.pool.put(d.buf)
+		c.loop.putBuf(d.buf)
 		d.buf, d.inOff, d.inEnd, d.out = nil, 0, 0, nil
 	}
 }

@@ -99,7 +99,39 @@ type loop struct {
 	upgrades *wheel[upgrade, *upgrade] // handshake deadlines
 	running  bool
 	stats    relayStats
-	again    []*econn // connections with reading left after their turn
+	again    []*econn  // connections with reading left after their turn
+	bufs     []*[]byte // read buffers kept at hand, so a busy loop does not wait on the shared pool
+
+	// The wait's callback and its results, made once: a closure per wait
+	// would be garbage per wakeup.
+	waitEvents []unix.EpollEvent
+	waitN      int
+	waitErr    error
+	waitPoll   func(uintptr) bool
+}
+
+// loopBufs is how many read buffers a loop keeps at hand: enough for the
+// bursts of one turn, few enough that an idle proxy holds little.
+const loopBufs = 16
+
+// getBuf lends a read buffer.
+func (l *loop) getBuf() *[]byte {
+	if n := len(l.bufs); n > 0 {
+		b := l.bufs[n-1]
+		l.bufs[n-1] = nil
+		l.bufs = l.bufs[:n-1]
+		return b
+	}
+	return l.srv.pool.get()
+}
+
+// putBuf takes a read buffer back.
+func (l *loop) putBuf(b *[]byte) {
+	if len(l.bufs) < loopBufs {
+		l.bufs = append(l.bufs, b)
+		return
+	}
+	l.srv.pool.put(b)
 }
 
 // loopConn is what a loop dispatches events to: a relayed connection, or
@@ -142,8 +174,13 @@ func newLoop(srv *Server) (*loop, error) {
 		return nil, fmt.Errorf("epoll fd: %w", err)
 	}
 	now := time.Now().UnixNano()
-	return &loop{srv: srv, epfd: epfd, wake: wake, waiter: waiter, waitRaw: raw, running: true,
-		wheel: newWheel[econn](now), upgrades: newWheel[upgrade](now)}, nil
+	l := &loop{srv: srv, epfd: epfd, wake: wake, waiter: waiter, waitRaw: raw, running: true,
+		wheel: newWheel[econn](now), upgrades: newWheel[upgrade](now)}
+	l.waitPoll = func(uintptr) bool {
+		l.waitN, l.waitErr = epollPoll(l.epfd, l.waitEvents)
+		return l.waitN > 0 || l.waitErr != nil
+	}
+	return l, nil
 }
 
 // wait collects events, waiting for some if there are none, until the
@@ -156,10 +193,9 @@ func (l *loop) wait(events []unix.EpollEvent, timers bool) (n int, err error) {
 	} else {
 		l.waiter.SetReadDeadline(time.Time{})
 	}
-	rerr := l.waitRaw.Read(func(uintptr) bool {
-		n, err = epollPoll(l.epfd, events)
-		return n > 0 || err != nil
-	})
+	l.waitEvents, l.waitN, l.waitErr = events, 0, nil
+	rerr := l.waitRaw.Read(l.waitPoll)
+	n, err = l.waitN, l.waitErr
 	if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) && err == nil {
 		err = rerr
 	}

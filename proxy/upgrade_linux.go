@@ -176,14 +176,14 @@ func (u *upgrade) expire(now int64) {
 // buffer is borrowed only for the read itself: a client that sends its
 // head slowly, or not at all, holds just the bytes it sent.
 func (u *upgrade) readRequest() {
-	buf := u.srv.pool.get()
+	buf := u.loop.getBuf()
 	n, err := readFD(u.cfd, (*buf)[:len(*buf)-len(u.partial)])
 	switch {
 	case errors.Is(err, unix.EAGAIN):
-		u.srv.pool.put(buf)
+		u.loop.putBuf(buf)
 		return
 	case err != nil || n == 0:
-		u.srv.pool.put(buf)
+		u.loop.putBuf(buf)
 		u.srv.metrics.handshake(hsClientFailed)
 		u.close()
 		return
@@ -193,7 +193,7 @@ func (u *upgrade) readRequest() {
 	} else {
 		u.partial = append(u.partial, (*buf)[:n]...)
 		if headEnd(u.partial) == 0 && len(u.partial) < len(*buf) && len(u.partial) <= u.srv.router.table().cfg.MaxHeaderBytes {
-			u.srv.pool.put(buf)
+			u.loop.putBuf(buf)
 			return
 		}
 		u.buf, u.n = buf, copy(*buf, u.partial)
@@ -570,7 +570,7 @@ func (u *upgrade) answer(end int) {
 func (u *upgrade) established(backendPending []byte, extensions bool) {
 	s, l := u.srv, u.loop
 	l.upgrades.cancel(u)
-	s.pool.put(u.buf)
+	l.putBuf(u.buf)
 	u.buf = nil
 	c := &econn{loop: l, cfd: int32(u.cfd), bfd: int32(u.bfd)}
 	c.init(s, &u.t.cfg, u.rt, extensions)
@@ -720,7 +720,7 @@ func (u *upgrade) closeBackendAndBuffer() {
 		u.bfd = -1
 	}
 	if u.buf != nil {
-		u.srv.pool.put(u.buf)
+		u.loop.putBuf(u.buf)
 		u.buf = nil
 	}
 }
