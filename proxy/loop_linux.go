@@ -5,11 +5,9 @@ package proxy
 import (
 	"errors"
 	"fmt"
-	"os"
 	"runtime"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 	"unsafe"
 
@@ -80,11 +78,9 @@ func (p *poller) stop() {
 // loop is one event loop: an epoll instance and the connections registered
 // with it. Everything but post runs on the loop's goroutine.
 type loop struct {
-	srv     *Server
-	epfd    int
-	wake    int      // eventfd that interrupts the wait for posted tasks
-	waiter  *os.File // epfd, as the runtime's poller waits on it
-	waitRaw syscall.RawConn
+	srv  *Server
+	epfd int
+	wake int // eventfd that interrupts the wait for posted tasks
 
 	mu      sync.Mutex // guards tasks and stopped
 	tasks   []func()
@@ -101,13 +97,6 @@ type loop struct {
 	stats    relayStats
 	again    []*econn  // connections with reading left after their turn
 	bufs     []*[]byte // read buffers kept at hand, so a busy loop does not wait on the shared pool
-
-	// The wait's callback and its results, made once: a closure per wait
-	// would be garbage per wakeup.
-	waitEvents []unix.EpollEvent
-	waitN      int
-	waitErr    error
-	waitPoll   func(uintptr) bool
 }
 
 // loopBufs is how many read buffers a loop keeps at hand: enough for the
@@ -158,48 +147,9 @@ func newLoop(srv *Server) (*loop, error) {
 		unix.Close(wake)
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
-	// The loop waits for its epoll set in the runtime's own poller, so that
-	// an idle loop is a parked goroutine rather than a thread blocked in a
-	// system call: no processor is handed off each time it sleeps.
-	if err := unix.SetNonblock(epfd, true); err != nil {
-		unix.Close(epfd)
-		unix.Close(wake)
-		return nil, fmt.Errorf("epoll fd: %w", err)
-	}
-	waiter := os.NewFile(uintptr(epfd), "epoll")
-	raw, err := waiter.SyscallConn()
-	if err != nil {
-		waiter.Close()
-		unix.Close(wake)
-		return nil, fmt.Errorf("epoll fd: %w", err)
-	}
 	now := time.Now().UnixNano()
-	l := &loop{srv: srv, epfd: epfd, wake: wake, waiter: waiter, waitRaw: raw, running: true,
-		wheel: newWheel[econn](now), upgrades: newWheel[upgrade](now)}
-	l.waitPoll = func(uintptr) bool {
-		l.waitN, l.waitErr = epollPoll(l.epfd, l.waitEvents)
-		return l.waitN > 0 || l.waitErr != nil
-	}
-	return l, nil
-}
-
-// wait collects events, waiting for some if there are none, until the
-// next wheel tick when timers are set. The poll happens inside the
-// runtime's read, after it armed its readiness flag, so that an event
-// arriving just before the wait is never missed.
-func (l *loop) wait(events []unix.EpollEvent, timers bool) (n int, err error) {
-	if timers {
-		l.waiter.SetReadDeadline(time.Now().Add(wheelTick))
-	} else {
-		l.waiter.SetReadDeadline(time.Time{})
-	}
-	l.waitEvents, l.waitN, l.waitErr = events, 0, nil
-	rerr := l.waitRaw.Read(l.waitPoll)
-	n, err = l.waitN, l.waitErr
-	if rerr != nil && !errors.Is(rerr, os.ErrDeadlineExceeded) && err == nil {
-		err = rerr
-	}
-	return n, err
+	return &loop{srv: srv, epfd: epfd, wake: wake, running: true,
+		wheel: newWheel[econn](now), upgrades: newWheel[upgrade](now)}, nil
 }
 
 // post runs f on the loop's goroutine soon. It reports false when the loop
@@ -220,10 +170,12 @@ func (l *loop) post(f func()) bool {
 }
 
 func (l *loop) run() {
-	defer l.waiter.Close()
+	defer unix.Close(l.epfd)
 	defer unix.Close(l.wake)
 	events := make([]unix.EpollEvent, 256)
 	for l.running {
+		// A busy loop collects events without entering the scheduler; only
+		// a loop with nothing to do blocks in epoll_wait.
 		n, err := epollPoll(l.epfd, events)
 		if n == 0 && err == nil {
 			// Nothing ready. Announce the sleep before looking for tasks:
@@ -233,7 +185,11 @@ func (l *loop) run() {
 			idle := len(l.tasks) == 0 && len(l.again) == 0
 			l.mu.Unlock()
 			if idle {
-				n, err = l.wait(events, l.wheel.pending() || l.upgrades.pending())
+				timeout := -1
+				if l.wheel.pending() || l.upgrades.pending() {
+					timeout = int(wheelTick / time.Millisecond)
+				}
+				n, err = unix.EpollWait(l.epfd, events, timeout)
 			}
 			l.sleeping.Store(false)
 		}
