@@ -602,31 +602,19 @@ func (c *econn) release(d *flow) {
 	}
 }
 
-// readFD and writeFD make raw system calls: the sockets are non-blocking,
-// so a call never waits, and skipping the scheduler's bookkeeping for a
-// blocking call keeps the loop's thread and processor together.
-func readFD(fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	for {
-		n, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		switch e {
-		case 0:
-			return int(n), nil
-		case unix.EINTR:
-			continue
-		}
-		return 0, e
-	}
-}
+func readFD(fd int, p []byte) (int, error)  { return rawIO(unix.SYS_READ, fd, p) }
+func writeFD(fd int, p []byte) (int, error) { return rawIO(unix.SYS_WRITE, fd, p) }
 
-func writeFD(fd int, p []byte) (int, error) {
+// rawIO reads or writes with a raw system call: the sockets are
+// non-blocking, so a call never waits, and skipping the scheduler's
+// bookkeeping for a blocking call keeps the loop's thread and processor
+// together.
+func rawIO(sysno uintptr, fd int, p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
 	for {
-		n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+		n, _, e := unix.RawSyscall(sysno, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
 		switch e {
 		case 0:
 			return int(n), nil

@@ -32,14 +32,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt, err := s.route(t, peerAddr(r), r.Header, upgrade)
 	if err != nil {
-		he := &handshakeError{status: http.StatusServiceUnavailable, msg: err.Error(), err: err}
-		result := hsNoBackend
-		switch {
-		case errors.Is(err, errTooManyConnections):
-			result = hsOverLimit
-			w.Header().Set("Retry-After", retryAfter)
-		case errors.Is(err, errTooManyFromIP):
-			result, he.status = hsOverLimit, http.StatusTooManyRequests
+		result, he := routeRefusal(err)
+		if result == hsOverLimit {
 			w.Header().Set("Retry-After", retryAfter)
 		}
 		if upgrade {
@@ -57,6 +51,21 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.serveWebSocket(w, r, t, rt)
+}
+
+// routeRefusal is how a request that could not be routed is answered: 503
+// for an empty ring or the proxy's connection limit, 429 for one address's
+// limit; result is the handshake metric's label.
+func routeRefusal(err error) (result string, he *handshakeError) {
+	he = &handshakeError{status: http.StatusServiceUnavailable, msg: err.Error(), err: err}
+	switch {
+	case errors.Is(err, errTooManyConnections):
+		return hsOverLimit, he
+	case errors.Is(err, errTooManyFromIP):
+		he.status = http.StatusTooManyRequests
+		return hsOverLimit, he
+	}
+	return hsNoBackend, he
 }
 
 // retryAfter is what a client over a connection limit is told, in seconds.

@@ -236,15 +236,7 @@ func (u *upgrade) request(end int) {
 	}
 	rt, err := s.route(t, u.peer.Addr().Unmap(), h, true)
 	if err != nil {
-		he := &handshakeError{status: http.StatusServiceUnavailable, msg: err.Error(), err: err}
-		result := hsNoBackend
-		switch {
-		case errors.Is(err, errTooManyConnections):
-			result = hsOverLimit
-		case errors.Is(err, errTooManyFromIP):
-			result, he.status = hsOverLimit, http.StatusTooManyRequests
-		}
-		u.refuse(result, he)
+		u.refuse(routeRefusal(err))
 		return
 	}
 	u.rt, u.reserved = rt, true
