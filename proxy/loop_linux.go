@@ -300,11 +300,6 @@ func (l *loop) register(fd int, c loopConn, events uint32) error {
 	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
 }
 
-func (l *loop) modify(fd int, events uint32) {
-	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
-	unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, fd, &ev)
-}
-
 // unregister forgets fd; closing it, the only descriptor of its socket,
 // takes it out of the epoll set.
 func (l *loop) unregister(fd int) {

@@ -596,3 +596,28 @@ func TestShutdownClosesWith1001(t *testing.T) {
 		t.Fatalf("shutdown: %v", err)
 	}
 }
+
+// Lowering a connection limit below the live count sheds the newest
+// connections with 1013 (try again later) and leaves the rest alone.
+func TestLoweredLimitShedsNewest(t *testing.T) {
+	b := upstreamtest.Start(t)
+	p := startProxy(t, Config{}, b)
+	var conns []*websocket.Conn
+	for range 5 {
+		c := dial(t, p, "/", nil)
+		whoami(t, c)
+		conns = append(conns, c)
+		time.Sleep(2 * time.Millisecond) // distinct start times
+	}
+	p.srv.SetConfig(Config{MaxConnections: 3})
+	for i, c := range conns[3:] {
+		if got := closeCode(t, c, 5*time.Second); got != 1013 {
+			t.Fatalf("newest connection %d closed with %d, want 1013", i, got)
+		}
+	}
+	for i, c := range conns[:3] {
+		if got := whoami(t, c); got == "" {
+			t.Fatalf("connection %d within the limit stopped working", i)
+		}
+	}
+}

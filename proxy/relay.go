@@ -87,6 +87,7 @@ const (
 	causeShutdown        = "proxy_shutting_down"
 	causeStopped         = "proxy_stopped"
 	causeRebalanced      = "rebalanced"
+	causeOverLimit       = "over_limit"
 )
 
 // Why a connection was rebalanced, as counted (wsedge_rebalance_closes_total).
@@ -197,6 +198,13 @@ func goingAway() ending {
 	return ending{cause: causeShutdown, linger: true,
 		clientCode: ws.StatusGoingAway, clientReason: "proxy shutting down", code: ws.StatusGoingAway,
 		backendCode: ws.StatusGoingAway, backendReason: "proxy shutting down"}
+}
+
+// overLimit is how a connection beyond a lowered connection limit is shed.
+func overLimit() ending {
+	return ending{cause: causeOverLimit, linger: true,
+		clientCode: closeTryAgainLater, clientReason: "proxy over its connection limit", code: closeTryAgainLater,
+		backendCode: ws.StatusGoingAway, backendReason: "proxy over its connection limit"}
 }
 
 func pongTimeout() ending {

@@ -97,13 +97,6 @@ func (s *sender) sendWithin(f ws.Frame, isClose bool, timeout time.Duration) err
 	return s.flushWithin(timeout)
 }
 
-// closeSent reports whether a close frame went out or is queued.
-func (s *sender) closeSent() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.closed || s.closing
-}
-
 func (s *sender) flush() error { return s.flushWithin(s.timeout) }
 
 func (s *sender) flushWithin(timeout time.Duration) error {

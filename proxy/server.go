@@ -1,12 +1,15 @@
 package proxy
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net"
 	"net/http/httputil"
+	"net/netip"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,6 +103,37 @@ func New(cfg Config, members memberSource, opts ...Option) *Server {
 func (s *Server) SetConfig(cfg Config) {
 	_, cur := s.router.setConfig(cfg)
 	s.refreshFront(cur.cfg)
+	s.shed(cur.cfg)
+}
+
+// shed closes, with 1013 at migrate_rate, the newest connections beyond
+// limits a reload lowered: over max_connections, and over
+// max_connections_per_ip for each address.
+func (s *Server) shed(cfg Config) {
+	if cfg.MaxConnections <= 0 && cfg.MaxConnectionsPerIP <= 0 {
+		return
+	}
+	conns := s.reg.sessions("")
+	slices.SortFunc(conns, func(a, b liveConn) int { return cmp.Compare(a.relay().started, b.relay().started) })
+	var excess []liveConn
+	perIP := map[netip.Addr]int{}
+	kept := 0
+	for _, c := range conns {
+		ip := c.relay().client
+		if cfg.MaxConnectionsPerIP > 0 && perIP[ip] >= cfg.MaxConnectionsPerIP ||
+			cfg.MaxConnections > 0 && kept >= cfg.MaxConnections {
+			excess = append(excess, c)
+			continue
+		}
+		perIP[ip]++
+		kept++
+	}
+	if len(excess) == 0 {
+		return
+	}
+	s.log.Info("connection limits lowered; shedding the newest connections",
+		zap.Int("connections", len(excess)), zap.Int("rate", cfg.MigrateRate))
+	s.drains.Go(func() { closePaced(s.life, excess, cfg.MigrateRate, overLimit()) })
 }
 
 // Shutdown stops accepting, reports not ready, closes every live WebSocket
