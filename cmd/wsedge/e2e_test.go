@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -410,5 +412,50 @@ func TestAccessLogLine(t *testing.T) {
 		if !strings.Contains(line, want) {
 			t.Errorf("log line %s lacks %s", line, want)
 		}
+	}
+}
+
+// freePort returns a loopback address nobody listens on, for a config that
+// must name its port.
+func freePort(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// A reload that moves the listener opens the new address, closes the old
+// one, and leaves live connections relaying.
+func TestReloadMovesListener(t *testing.T) {
+	b := upstreamtest.Start(t)
+	first, second := freePort(t), freePort(t)
+	path := filepath.Join(t.TempDir(), "proxy.toml")
+	write := func(listen string) {
+		cfg := fmt.Sprintf("listen = %q\nadmin_listen = \"127.0.0.1:0\"\n%s", listen, upstreams(b))
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(first)
+	p := runWsedge(t, "serve", "--config", path)
+	p.waitStarted(t)
+	t.Cleanup(func() { p.stop(t) })
+	live, _ := wsDial(t, first, "/", nil)
+	askName(t, live)
+
+	write(second)
+	p.signal(t, syscall.SIGHUP)
+	p.logs.wait(t, "config reloaded", 5*time.Second)
+	if askName(t, live) != b.Name {
+		t.Fatal("the live connection stopped relaying when the listener moved")
+	}
+	fresh, _ := wsDial(t, second, "/", nil)
+	askName(t, fresh)
+	if c, err := net.DialTimeout("tcp", first, time.Second); err == nil {
+		c.Close()
+		t.Fatalf("the old address %s still accepts connections", first)
 	}
 }
