@@ -97,6 +97,30 @@ type loop struct {
 	stats    relayStats
 	again    []*econn  // connections with reading left after their turn
 	bufs     []*[]byte // read buffers kept at hand, so a busy loop does not wait on the shared pool
+	// quietSince is when the loop last woke to no events, zero while
+	// events keep coming: a loop quiet for bufsKeptIdle gives its buffers
+	// back to the shared pool, which the collector may then free.
+	quietSince int64
+}
+
+// bufsKeptIdle is how long a quiet loop keeps its read buffers at hand.
+const bufsKeptIdle = time.Second
+
+// quiet notes a wait that ended with no events and, once the loop has been
+// quiet for bufsKeptIdle, hands its kept buffers back.
+func (l *loop) quiet(now int64) {
+	if l.quietSince == 0 {
+		l.quietSince = now
+		return
+	}
+	if now-l.quietSince < int64(bufsKeptIdle) {
+		return
+	}
+	for i, b := range l.bufs {
+		l.srv.pool.put(b)
+		l.bufs[i] = nil
+	}
+	l.bufs = l.bufs[:0]
 }
 
 // loopBufs is how many read buffers a loop keeps at hand: enough for the
@@ -188,10 +212,18 @@ func (l *loop) run() {
 				timeout := -1
 				if l.wheel.pending() || l.upgrades.pending() {
 					timeout = int(wheelTick / time.Millisecond)
+				} else if len(l.bufs) > 0 {
+					timeout = int(bufsKeptIdle / time.Millisecond)
 				}
 				n, err = unix.EpollWait(l.epfd, events, timeout)
+				if n == 0 && err == nil {
+					l.quiet(time.Now().UnixNano())
+				}
 			}
 			l.sleeping.Store(false)
+		}
+		if n > 0 {
+			l.quietSince = 0
 		}
 		if err != nil && !errors.Is(err, unix.EINTR) {
 			l.srv.log.Error("epoll_wait failed; closing this loop's connections", zap.Error(err))
