@@ -109,12 +109,27 @@ func (s *Server) Serve(ln net.Listener) error {
 		return http.ErrServerClosed
 	}
 	defer s.track(ln, false)
+	var err error
+	if lln, ok := ln.(*loopListener); ok {
+		err = s.serveLoops(lln)
+	} else {
+		err = s.acceptLoop(ln)
+	}
+	if s.stopping.Load() {
+		return http.ErrServerClosed
+	}
+	return err
+}
+
+// acceptLoop accepts clients on a goroutine and hands each to a loop or to
+// the current front, until ln is closed.
+func (s *Server) acceptLoop(ln net.Listener) error {
 	var backoff time.Duration
 	for {
 		c, err := ln.Accept()
 		if err != nil {
 			if s.stopping.Load() {
-				return http.ErrServerClosed
+				return err
 			}
 			if isTemporary(err) {
 				// Out of descriptors or the like: wait rather than spin,

@@ -33,6 +33,15 @@ func newPoller(srv *Server) *poller { return &poller{srv: srv} }
 // pick returns the loop for a new connection, starting the loops the first
 // time.
 func (p *poller) pick() (*loop, error) {
+	loops, err := p.all()
+	if err != nil {
+		return nil, err
+	}
+	return loops[p.next.Add(1)%uint32(len(loops))], nil
+}
+
+// all returns every loop, starting them the first time.
+func (p *poller) all() ([]*loop, error) {
 	p.once.Do(func() {
 		for range runtime.NumCPU() {
 			l, err := newLoop(p.srv)
@@ -51,7 +60,7 @@ func (p *poller) pick() (*loop, error) {
 	if len(p.loops) == 0 {
 		return nil, errors.New("event loops stopped")
 	}
-	return p.loops[p.next.Add(1)%uint32(len(p.loops))], nil
+	return p.loops, nil
 }
 
 // stats returns the relay counters of the loops started so far.

@@ -46,7 +46,11 @@ func startProxyOn(tb testing.TB, cfg Config, list []upstream.Backend) *testProxy
 	set := upstream.NewSet(list)
 	srv := New(cfg, set)
 	srv.goroutinesOnly = strings.HasPrefix(tb.Name(), "TestGoroutineDriver/")
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	listen := ListenTCP
+	if strings.HasPrefix(tb.Name(), "TestGoListener/") {
+		listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
+	ln, err := listen("127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -133,6 +137,21 @@ func TestGoroutineDriver(t *testing.T) {
 		"SlowConsumer":           TestSlowConsumerClosed,
 		"HeartbeatPongsKept":     TestHeartbeatPongsNotForwarded,
 		"PingsPassThrough":       TestPeerPingsPassThrough,
+		"ShutdownClosesWith1001": TestShutdownClosesWith1001,
+	} {
+		t.Run(name, test)
+	}
+}
+
+// TestGoListener runs a few tests again with clients accepted by a Go
+// listener on a goroutine, as a program embedding the proxy may serve it,
+// instead of by the event loops on ListenTCP's sockets.
+func TestGoListener(t *testing.T) {
+	for name, test := range map[string]func(*testing.T){
+		"Echo":                   TestEchoThroughProxy,
+		"Cookie":                 TestCookieAffinity,
+		"Refusal":                TestBackendRefusalRelayed,
+		"PlainHTTP":              TestPlainHTTPStreams,
 		"ShutdownClosesWith1001": TestShutdownClosesWith1001,
 	} {
 		t.Run(name, test)

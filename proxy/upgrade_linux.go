@@ -147,7 +147,7 @@ func (u *upgrade) onEvent(fd int, events uint32, now int64) {
 	case fd == u.cfd && u.phase == phRequest && in:
 		u.readRequest()
 	case fd == u.bfd && u.phase == phConnect && out:
-		u.connected()
+		u.connected(events&(unix.EPOLLERR|unix.EPOLLHUP) != 0)
 	case fd == u.bfd && in && (u.phase == phResponse || u.phase == phRefusal):
 		u.readResponse()
 	}
@@ -396,11 +396,17 @@ func (u *upgrade) dial(backend netip.AddrPort) {
 	}
 }
 
-// connected finishes the connect and sends the request.
-func (u *upgrade) connected() {
-	if errno, err := unix.GetsockoptInt(u.bfd, unix.SOL_SOCKET, unix.SO_ERROR); err != nil || errno != 0 {
+// connected finishes the connect and sends the request. Writability
+// without an error condition is a connect that succeeded; only a failed
+// one has its error asked for.
+func (u *upgrade) connected(failed bool) {
+	if failed {
+		errno, err := unix.GetsockoptInt(u.bfd, unix.SOL_SOCKET, unix.SO_ERROR)
 		if err == nil {
 			err = unix.Errno(errno)
+			if errno == 0 {
+				err = unix.ECONNREFUSED // hung up without a reason
+			}
 		}
 		u.dialFailed(err)
 		return

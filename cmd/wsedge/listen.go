@@ -13,11 +13,20 @@ import (
 
 	"github.com/wsedge/wsedge/affinity"
 	"github.com/wsedge/wsedge/cmd/wsedge/internal/config"
+	"github.com/wsedge/wsedge/proxy"
 )
 
 // listen opens the client listener as f describes it: TCP, then the PROXY
-// protocol when it is on, then TLS when a certificate is configured.
+// protocol when it is on, then TLS when a certificate is configured. Plain
+// TCP is accepted by the proxy's event loops themselves.
 func listen(f *config.File, certs *certificate) (net.Listener, error) {
+	if !f.ProxyProtocol && f.TLS.Cert == "" {
+		ln, err := proxy.ListenTCP(f.Listen)
+		if err != nil {
+			return nil, fmt.Errorf("listen: %w", err)
+		}
+		return ln, nil
+	}
 	// No TCP keepalive probes: the proxy's heartbeats find dead clients,
 	// and every accepted socket is spared the system calls.
 	lc := net.ListenConfig{KeepAlive: -1}

@@ -10,6 +10,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -73,6 +74,18 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 }
 
+// spareProcessor gives the Go runtime one processor more than the proxy
+// has event loops (one per CPU), unless GOMAXPROCS says otherwise. An idle
+// loop blocks in epoll_wait holding its processor; with none to spare, the
+// runtime takes a sleeping loop's processor away to run anything else and
+// its monitor thread keeps waking every 20µs to do so, which cost a
+// quarter of the proxy's CPU time per handshake on two cores.
+func spareProcessor() {
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(runtime.NumCPU() + 1)
+	}
+}
+
 // daemon is a running proxy with its listeners, as serve and demo run it.
 type daemon struct {
 	log    *zap.Logger
@@ -95,6 +108,7 @@ type daemon struct {
 }
 
 func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemon, error) {
+	spareProcessor()
 	pc, err := proxyConfig(f)
 	if err != nil {
 		return nil, err

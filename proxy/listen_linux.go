@@ -1,0 +1,337 @@
+//go:build linux
+
+package proxy
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"go.uber.org/zap"
+	"golang.org/x/sys/unix"
+)
+
+// ListenTCP opens a plain-TCP client listener whose connections the event
+// loops accept themselves: one SO_REUSEPORT socket per loop, so that a
+// client is accepted, upgraded and relayed on one thread, with no goroutine
+// woken and no hand-over between threads per connection. Serve it with
+// Server.Serve; other servers cannot accept from it.
+func ListenTCP(address string) (net.Listener, error) {
+	ap, err := resolveTCP(address)
+	if err != nil {
+		return nil, err
+	}
+	ln := &loopListener{closed: make(chan struct{})}
+	for range runtime.NumCPU() {
+		fd, err := listenReusePort(ap)
+		if err != nil {
+			ln.Close()
+			return nil, &net.OpError{Op: "listen", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+		}
+		ln.fds = append(ln.fds, fd)
+		if ap.Port() == 0 {
+			// The first socket chose the port; the others share it.
+			sa, err := unix.Getsockname(fd)
+			if err != nil {
+				ln.Close()
+				return nil, err
+			}
+			ap = netip.AddrPortFrom(ap.Addr(), uint16(sockaddrPort(sa)))
+		}
+	}
+	ln.addr = net.TCPAddrFromAddrPort(ap)
+	return ln, nil
+}
+
+// resolveTCP turns "host:port" into an address to bind; an empty host is
+// every IPv6 and IPv4 address, as with net.Listen.
+func resolveTCP(address string) (netip.AddrPort, error) {
+	a, err := net.ResolveTCPAddr("tcp", address)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("listen: %w", err)
+	}
+	ip, ok := netip.AddrFromSlice(a.IP)
+	if !ok {
+		ip = netip.IPv6Unspecified()
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(a.Port)), nil
+}
+
+func listenReusePort(ap netip.AddrPort) (int, error) {
+	family, sa := unix.AF_INET, unix.Sockaddr(nil)
+	if ap.Addr().Is4() {
+		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
+	} else {
+		family = unix.AF_INET6
+		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return -1, os.NewSyscallError("socket", err)
+	}
+	// Accepted sockets inherit TCP_NODELAY from the listener, which spares
+	// a system call per client.
+	for _, opt := range [][2]int{{unix.SOL_SOCKET, unix.SO_REUSEADDR}, {unix.SOL_SOCKET, unix.SO_REUSEPORT}, {unix.IPPROTO_TCP, unix.TCP_NODELAY}} {
+		if err := unix.SetsockoptInt(fd, opt[0], opt[1], 1); err != nil {
+			unix.Close(fd)
+			return -1, os.NewSyscallError("setsockopt", err)
+		}
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("bind", err)
+	}
+	if err := unix.Listen(fd, listenBacklog()); err != nil {
+		unix.Close(fd)
+		return -1, os.NewSyscallError("listen", err)
+	}
+	return fd, nil
+}
+
+// listenBacklog is the kernel's somaxconn, as Go's own listeners use.
+func listenBacklog() int {
+	b, err := os.ReadFile("/proc/sys/net/core/somaxconn")
+	if err == nil {
+		var n int
+		if _, err := fmt.Sscan(string(b), &n); err == nil && n > 0 {
+			return n
+		}
+	}
+	return unix.SOMAXCONN
+}
+
+func sockaddrPort(sa unix.Sockaddr) int {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return a.Port
+	case *unix.SockaddrInet6:
+		return a.Port
+	}
+	return 0
+}
+
+// accept takes a connection from a listening socket with a raw system
+// call that also yields the peer's address (x/sys's Accept4 asks the
+// kernel for the socket's protocol on top, for every client).
+func accept(fd int) (int, netip.AddrPort, error) {
+	var sa unix.RawSockaddrAny
+	size := uint32(unsafe.Sizeof(sa))
+	nfd, _, e := unix.RawSyscall6(unix.SYS_ACCEPT4, uintptr(fd), uintptr(unsafe.Pointer(&sa)),
+		uintptr(unsafe.Pointer(&size)), unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0, 0)
+	if e != 0 {
+		return -1, netip.AddrPort{}, e
+	}
+	switch sa.Addr.Family {
+	case unix.AF_INET:
+		in := (*unix.RawSockaddrInet4)(unsafe.Pointer(&sa))
+		return int(nfd), netip.AddrPortFrom(netip.AddrFrom4(in.Addr), ntohs(in.Port)), nil
+	case unix.AF_INET6:
+		in := (*unix.RawSockaddrInet6)(unsafe.Pointer(&sa))
+		return int(nfd), netip.AddrPortFrom(netip.AddrFrom16(in.Addr).Unmap(), ntohs(in.Port)), nil
+	}
+	unix.Close(int(nfd))
+	return -1, netip.AddrPort{}, unix.EAFNOSUPPORT
+}
+
+// ntohs reads a port as the kernel stores it, in network byte order.
+func ntohs(p uint16) uint16 {
+	b := (*[2]byte)(unsafe.Pointer(&p))
+	return uint16(b[0])<<8 | uint16(b[1])
+}
+
+// loopListener is the set of listening sockets ListenTCP opened. Until
+// Serve gives each to a loop they only queue connections.
+type loopListener struct {
+	addr   *net.TCPAddr
+	mu     sync.Mutex
+	fds    []int
+	owners []*loop // the loop each socket is registered with
+	closed chan struct{}
+	done   bool
+	// closing is set by Close before the sockets' loops get to close
+	// them: what they accept meanwhile is not taken.
+	closing atomic.Bool
+}
+
+// Accept waits for Close: connections are accepted by the event loops.
+func (l *loopListener) Accept() (net.Conn, error) {
+	<-l.closed
+	return nil, net.ErrClosed
+}
+
+func (l *loopListener) Addr() net.Addr { return l.addr }
+
+// Close stops accepting: each socket is closed on its loop, between two
+// events, or at once when no loop has it.
+func (l *loopListener) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		return nil
+	}
+	l.done = true
+	l.closing.Store(true)
+	close(l.closed)
+	for i, fd := range l.fds {
+		var owner *loop
+		if i < len(l.owners) {
+			owner = l.owners[i]
+		}
+		if owner == nil || !owner.post(func() { owner.unregister(fd); unix.Close(fd) }) {
+			unix.Close(fd)
+		}
+	}
+	return nil
+}
+
+// serveLoops registers ln's sockets with the loops and waits for Close.
+// Without loops (their start failed) it accepts on goroutines instead.
+func (s *Server) serveLoops(ln *loopListener) error {
+	loops, err := s.poll.all()
+	if err != nil || s.goroutinesOnly {
+		return s.serveFiles(ln)
+	}
+	if err := ln.register(s, loops); err != nil {
+		return err
+	}
+	<-ln.closed
+	return net.ErrClosed
+}
+
+// register hands every socket to a loop.
+func (l *loopListener) register(s *Server, loops []*loop) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.done {
+		return net.ErrClosed
+	}
+	if len(l.owners) > 0 {
+		return errors.New("listener served twice")
+	}
+	l.owners = make([]*loop, len(l.fds))
+	for i, fd := range l.fds {
+		owner := loops[i%len(loops)]
+		a := &acceptor{srv: s, loop: owner, ln: l, fd: fd}
+		registered := make(chan error, 1)
+		if !owner.post(func() { registered <- owner.register(fd, a, unix.EPOLLIN) }) {
+			return errors.New("event loops stopped")
+		}
+		if err := <-registered; err != nil {
+			return err
+		}
+		l.owners[i] = owner
+	}
+	return nil
+}
+
+// serveFiles accepts on goroutines, one per socket, through Go's own
+// listeners.
+func (s *Server) serveFiles(ln *loopListener) error {
+	ln.mu.Lock()
+	var lns []net.Listener
+	for _, fd := range ln.fds {
+		// Go's listener gets a duplicate: ln goes on owning, and closing,
+		// its own descriptors.
+		dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+		if err != nil {
+			continue
+		}
+		f := os.NewFile(uintptr(dup), "listener")
+		fl, err := net.FileListener(f)
+		f.Close()
+		if err == nil {
+			lns = append(lns, fl)
+		}
+	}
+	ln.mu.Unlock()
+	if len(lns) == 0 {
+		return errors.New("listener: no socket to accept on")
+	}
+	var wg sync.WaitGroup
+	for _, fl := range lns {
+		wg.Go(func() { s.acceptLoop(fl) })
+	}
+	<-ln.closed
+	for _, fl := range lns {
+		fl.Close()
+	}
+	wg.Wait()
+	return net.ErrClosed
+}
+
+// acceptor takes connections from one listening socket on its loop.
+type acceptor struct {
+	srv     *Server
+	loop    *loop
+	ln      *loopListener
+	fd      int
+	backoff time.Duration // while out of descriptors
+}
+
+// onEvent accepts one connection per readiness report, as nginx does by
+// default: the socket is level-triggered, so a queue is reported again on
+// the next turn, between the other connections' events, and no accept ends
+// in EAGAIN.
+func (a *acceptor) onEvent(_ int, _ uint32, now int64) {
+	if a.ln.closing.Load() {
+		return
+	}
+	fd, peer, err := accept(a.fd)
+	switch {
+	case err == nil:
+		a.backoff = 0
+		a.srv.acceptedOnLoop(a.loop, fd, peer, now)
+	case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM):
+		a.pause(err)
+	}
+	// EAGAIN, ECONNABORTED, EINTR: nothing to take this time.
+}
+
+// pause stops accepting for a while when the process or the system is out
+// of descriptors or memory, rather than spinning on the same error: the
+// kernel keeps queueing meanwhile.
+func (a *acceptor) pause(err error) {
+	a.backoff = min(max(2*a.backoff, 5*time.Millisecond), time.Second)
+	a.srv.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("in", a.backoff))
+	ev := unix.EpollEvent{Fd: int32(a.fd)}
+	unix.EpollCtl(a.loop.epfd, unix.EPOLL_CTL_MOD, a.fd, &ev)
+	time.AfterFunc(a.backoff, func() {
+		a.loop.post(func() {
+			if a.fd >= len(a.loop.conns) || a.loop.conns[a.fd] != loopConn(a) {
+				return // closed meanwhile; the number may be another socket's now
+			}
+			ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(a.fd)}
+			unix.EpollCtl(a.loop.epfd, unix.EPOLL_CTL_MOD, a.fd, &ev)
+		})
+	})
+}
+
+// halt: the listener owns the socket and closes it.
+func (a *acceptor) halt(int64) {}
+
+// acceptedOnLoop starts the handshake of a client accepted on l.
+func (s *Server) acceptedOnLoop(l *loop, fd int, peer netip.AddrPort, now int64) {
+	if s.router.table().cfg.UpstreamTLS != nil {
+		// Backends over TLS are dialled on the HTTP path.
+		f := os.NewFile(uintptr(fd), "client")
+		conn, err := net.FileConn(f)
+		f.Close()
+		if err == nil {
+			go func() {
+				if !s.front.Load().ln.deliver(conn) {
+					conn.Close()
+				}
+			}()
+		}
+		return
+	}
+	u := &upgrade{srv: s, loop: l, cfd: fd, bfd: -1, peer: peer, started: now}
+	u.start()
+}
