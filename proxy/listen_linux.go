@@ -28,12 +28,23 @@ func ListenTCP(address string) (net.Listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	fail := func(err error) (net.Listener, error) {
+		return nil, &net.OpError{Op: "listen", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+	}
+	if ap.Port() != 0 {
+		// Sockets with SO_REUSEPORT share a port with any other process of
+		// the same user that sets it too: a second proxy started on a
+		// taken port must fail, as it would with a plain listener.
+		if err := probeFree(ap); err != nil {
+			return fail(err)
+		}
+	}
 	ln := &loopListener{closed: make(chan struct{})}
 	for range runtime.NumCPU() {
 		fd, err := listenReusePort(ap)
 		if err != nil {
 			ln.Close()
-			return nil, &net.OpError{Op: "listen", Net: "tcp", Addr: net.TCPAddrFromAddrPort(ap), Err: err}
+			return fail(err)
 		}
 		ln.fds = append(ln.fds, fd)
 		if ap.Port() == 0 {
@@ -41,7 +52,7 @@ func ListenTCP(address string) (net.Listener, error) {
 			sa, err := unix.Getsockname(fd)
 			if err != nil {
 				ln.Close()
-				return nil, err
+				return fail(os.NewSyscallError("getsockname", err))
 			}
 			ap = netip.AddrPortFrom(ap.Addr(), uint16(sockaddrPort(sa)))
 		}
@@ -55,7 +66,7 @@ func ListenTCP(address string) (net.Listener, error) {
 func resolveTCP(address string) (netip.AddrPort, error) {
 	a, err := net.ResolveTCPAddr("tcp", address)
 	if err != nil {
-		return netip.AddrPort{}, fmt.Errorf("listen: %w", err)
+		return netip.AddrPort{}, &net.OpError{Op: "listen", Net: "tcp", Err: err}
 	}
 	ip, ok := netip.AddrFromSlice(a.IP)
 	if !ok {
@@ -64,17 +75,59 @@ func resolveTCP(address string) (netip.AddrPort, error) {
 	return netip.AddrPortFrom(ip.Unmap(), uint16(a.Port)), nil
 }
 
-func listenReusePort(ap netip.AddrPort) (int, error) {
-	family, sa := unix.AF_INET, unix.Sockaddr(nil)
-	if ap.Addr().Is4() {
-		sa = &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}
-	} else {
-		family = unix.AF_INET6
-		sa = &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}
-	}
-	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+// probeFree binds, without listening, a socket that does not share its
+// port: it fails when anything listens on ap.
+func probeFree(ap netip.AddrPort) error {
+	fd, sa, err := socketFor(ap)
 	if err != nil {
-		return -1, os.NewSyscallError("socket", err)
+		return err
+	}
+	defer unix.Close(fd)
+	unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) // connections in TIME_WAIT do not count
+	if err := unix.Bind(fd, sa); err != nil {
+		return os.NewSyscallError("bind", err)
+	}
+	return nil
+}
+
+// socketFor opens a TCP socket for ap's family. The unspecified IPv6
+// address takes IPv4 clients too, or is IPv4's alone on a system without
+// IPv6.
+func socketFor(ap netip.AddrPort) (int, unix.Sockaddr, error) {
+	if ap.Addr() == netip.IPv6Unspecified() && !hasIPv6() {
+		ap = netip.AddrPortFrom(netip.IPv4Unspecified(), ap.Port())
+	}
+	if ap.Addr().Is4() {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+		if err != nil {
+			return -1, nil, os.NewSyscallError("socket", err)
+		}
+		return fd, &unix.SockaddrInet4{Port: int(ap.Port()), Addr: ap.Addr().As4()}, nil
+	}
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return -1, nil, os.NewSyscallError("socket", err)
+	}
+	if ap.Addr().IsUnspecified() {
+		unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+	}
+	return fd, &unix.SockaddrInet6{Port: int(ap.Port()), Addr: ap.Addr().As16()}, nil
+}
+
+// hasIPv6 reports whether the system can open IPv6 sockets.
+func hasIPv6() bool {
+	fd, err := unix.Socket(unix.AF_INET6, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
+	if err != nil {
+		return false
+	}
+	unix.Close(fd)
+	return true
+}
+
+func listenReusePort(ap netip.AddrPort) (int, error) {
+	fd, sa, err := socketFor(ap)
+	if err != nil {
+		return -1, err
 	}
 	// Accepted sockets inherit TCP_NODELAY from the listener, which spares
 	// a system call per client.

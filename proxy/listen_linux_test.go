@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -141,4 +142,45 @@ func TestListenTCPSpreadsAndCloses(t *testing.T) {
 			t.Fatalf("port still taken after Close: %v", err)
 		}
 	}
+}
+
+// A port something already listens on is refused, as with a plain
+// listener, though the proxy's own sockets share theirs; a port given as 0
+// on every address is chosen once and reached over IPv4.
+func TestListenTCPPorts(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	if ln, err := ListenTCP(busy.Addr().String()); err == nil {
+		ln.Close()
+		t.Fatalf("ListenTCP on a port in use succeeded")
+	} else if !errors.Is(err, unix.EADDRINUSE) || !strings.Contains(err.Error(), busy.Addr().String()) {
+		t.Fatalf("ListenTCP on a port in use: %v, want address already in use naming it", err)
+	}
+	ln, err := ListenTCP("127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again, err := ListenTCP(ln.Addr().String()); err == nil {
+		again.Close()
+		t.Fatal("a second ListenTCP on the first's port succeeded")
+	}
+	ln.Close()
+	if _, err := ListenTCP("127.0.0.1"); err == nil || !strings.Contains(err.Error(), "missing port") {
+		t.Fatalf("ListenTCP without a port: %v", err)
+	}
+
+	any, err := ListenTCP(":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer any.Close()
+	port := any.Addr().(*net.TCPAddr).Port
+	c, err := net.DialTimeout("tcp", fmt.Sprintf("127.0.0.1:%d", port), 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial the every-address listener over IPv4: %v", err)
+	}
+	c.Close()
 }

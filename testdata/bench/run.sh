@@ -207,11 +207,14 @@ run_figure() {
 }
 
 mkdir -p "$work/results"
+read -r -a order <<<"$proxies"
 for ((round = 1; round <= rounds; round++)); do
-	# Every round visits every proxy, so that slow drift of a shared
-	# machine spreads over all of them alike.
-	for name in $proxies; do
-		for fig in $figures; do
+	# Every round runs each figure on every proxy back to back, so that
+	# the figures compared are seconds apart on a shared machine whose
+	# speed drifts by tens of percent over minutes; the order of the
+	# proxies turns each round, so none is always first.
+	for fig in $figures; do
+		for name in "${order[@]}"; do
 			count=1
 			[ "$fig" = idle ] && count=$instances
 			start_proxy "$name" "$count"
@@ -230,6 +233,7 @@ for ((round = 1; round <= rounds; round++)); do
 				else "\(.handshakes_per_s | round) hs/s, \(.handshakes_per_proxy_cpu_s | round) per proxy cpu-s" end' "$f")"
 		done
 	done
+	order=("${order[@]:1}" "${order[0]}")
 done
 
 for pid in "${backend_pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -248,6 +252,16 @@ jq -s --arg machine "$(nproc) cores, $(awk '/^MemTotal:/{printf "%.0f", $2 / 104
 # median PROXY FIGURE JQ-PATH: the median over rounds, or "" if none ran.
 median() {
 	jq -r --arg p "$1" --arg f "$2" "[.runs[] | select(.proxy == \$p and .figure == \$f) | .result | $3]
+		| sort | if length == 0 then \"\" else .[(length - 1) / 2 | floor] end" "$out"
+}
+
+# ratio ANCHOR FIGURE JQ-PATH high|low: the median over rounds of how many
+# times better wsedge was than ANCHOR in the same round, or "".
+ratio() {
+	jq -r --arg a "$1" --arg f "$2" --arg b "$4" "[.runs[] | select(.figure == \$f and (.proxy == \"wsedge\" or .proxy == \$a))]
+		| group_by(.round) | map(select(length == 2) | (map(select(.proxy == \"wsedge\"))[0].result | $3) as \$w
+			| (map(select(.proxy == \$a))[0].result | $3) as \$x
+			| select(\$w > 0 and \$x > 0) | if \$b == \"high\" then \$w / \$x else \$x / \$w end)
 		| sort | if length == 0 then \"\" else .[(length - 1) / 2 | floor] end" "$out"
 }
 
@@ -278,15 +292,15 @@ for name in $proxies; do [ "$name" != wsedge ] && anchors+=("$name"); done
 			if [ -n "${val[$name]}" ]; then printf " $fmt |" "${val[$name]}"; else printf ' – |'; fi
 		done
 		for a in "${anchors[@]}"; do
-			# How many times better wsedge is: above 1 wsedge wins.
-			printf ' %s |' "$(awk -v w="${val[wsedge]:-}" -v a="${val[$a]:-}" -v b="$better" 'BEGIN {
-				if (w == "" || a == "" || w + 0 == 0 || a + 0 == 0) { print "–"; exit }
-				printf "%.2f×", (b == "high" ? w / a : a / w) }')"
+			# How many times better wsedge is (above 1 wsedge wins), in
+			# each round, where the two ran seconds apart: the median.
+			r=$(ratio "$a" "$fig" "$path" "$better")
+			if [ -n "$r" ]; then printf ' %.2f× |' "$r"; else printf ' – |'; fi
 		done
 		printf '\n'
 		unset val
 	done
-	printf '\nRatios: how many times better wsedge is than the anchor on that row (above 1: wsedge wins).\n'
+	printf '\nRatios: how many times better wsedge is than the anchor on that row (above 1: wsedge wins), the median of the\nratios of the rounds, in each of which the two ran seconds apart.\n'
 	printf '\nCPU seconds in the window of echo 1,000 × 64 B (medians; the client and the backends share the cores):\n\n'
 	printf '| | proxy | backends | client | msgs/s |\n|---|---|---|---|---|\n'
 	for name in $proxies; do
