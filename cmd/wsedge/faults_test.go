@@ -23,6 +23,7 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
+	"golang.org/x/sys/unix"
 
 	"github.com/wsedge/wsedge/upstream/upstreamtest"
 )
@@ -1187,4 +1188,125 @@ func TestGossipWrongAddressNeverGetsTraffic(t *testing.T) {
 		}
 	}
 	t.Logf("the other service saw %d requests, all health checks", len(seen))
+}
+
+// A proxy out of file descriptors stops accepting for a moment rather than
+// spinning on the error, keeps relaying for the clients it has, and takes
+// the clients that queued meanwhile once descriptors are free again.
+func TestOutOfDescriptorsRecovers(t *testing.T) {
+	const live, queued = 10, 5
+	b := upstreamtest.Start(t)
+	p := startWsedge(t, upstreams(b))
+	pid := p.cmd.Process.Pid
+	warm, _ := wsDial(t, p.listen, "/", nil)
+	askName(t, warm)
+	warm.Close()
+	waitBackendConns(t, b, 0, 5*time.Second)
+
+	var clients []*websocket.Conn
+	for range live {
+		c, _ := wsDial(t, p.listen, "/", nil)
+		askName(t, c)
+		clients = append(clients, c)
+	}
+	// No descriptor to spare from now on: the limit bounds descriptor
+	// numbers, and a new one takes the lowest free.
+	var limit unix.Rlimit
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, nil, &limit); err != nil {
+		t.Fatal(err)
+	}
+	limit.Cur = uint64(lowestFreeFD(t, pid))
+	if err := unix.Prlimit(pid, unix.RLIMIT_NOFILE, &limit, nil); err != nil {
+		t.Fatal(err)
+	}
+
+	// These queue in the kernel: the proxy has no descriptor to take them.
+	results := make(chan error, queued)
+	for range queued {
+		go func() {
+			d := websocket.Dialer{HandshakeTimeout: 20 * time.Second}
+			c, _, err := d.Dial("ws://"+p.listen+"/", nil)
+			if err != nil {
+				results <- err
+				return
+			}
+			defer c.Close()
+			c.SetReadDeadline(time.Now().Add(5 * time.Second))
+			if err := c.WriteMessage(websocket.TextMessage, []byte("whoami")); err != nil {
+				results <- err
+				return
+			}
+			_, _, err = c.ReadMessage()
+			results <- err
+		}()
+	}
+	before := cpuTime(t, pid)
+	time.Sleep(1500 * time.Millisecond)
+	spent := cpuTime(t, pid) - before
+	t.Logf("out of descriptors for 1.5s with %d clients queued: %v of proxy CPU", queued, spent)
+	if spent > 500*time.Millisecond {
+		t.Errorf("the proxy used %v of CPU in 1.5s while out of descriptors: spinning on accept", spent)
+	}
+	if n := p.logs.count(`accept failed; retrying`); n == 0 {
+		t.Error("no warning logged for the failing accepts")
+	}
+	select {
+	case err := <-results:
+		t.Fatalf("a queued client finished while the proxy had no descriptor: %v", err)
+	default:
+	}
+	for _, c := range clients {
+		askName(t, c) // the live clients go on
+	}
+
+	for _, c := range clients[:queued] {
+		c.Close()
+	}
+	for range queued {
+		select {
+		case err := <-results:
+			if err != nil {
+				t.Errorf("queued client: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("queued clients were not served after descriptors came free")
+		}
+	}
+	for _, c := range clients[queued:] {
+		askName(t, c)
+		c.Close()
+	}
+}
+
+// lowestFreeFD is the descriptor number process pid would get next.
+func lowestFreeFD(t *testing.T, pid int) int {
+	t.Helper()
+	fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	taken := map[int]bool{}
+	for _, fd := range fds {
+		n, _ := strconv.Atoi(fd.Name())
+		taken[n] = true
+	}
+	n := 0
+	for taken[n] {
+		n++
+	}
+	return n
+}
+
+// cpuTime is the user and system CPU time process pid has used.
+func cpuTime(t *testing.T, pid int) time.Duration {
+	t.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command name, which is in parentheses.
+	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }
