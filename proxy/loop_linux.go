@@ -110,6 +110,7 @@ type loop struct {
 	// events keep coming: a loop quiet for bufsKeptIdle gives its buffers
 	// back to the shared pool, which the collector may then free.
 	quietSince int64
+	yielded    int64 // when the loop last yielded to the scheduler
 }
 
 // bufsKeptIdle is how long a quiet loop keeps its read buffers at hand.
@@ -255,8 +256,21 @@ func (l *loop) run() {
 		l.wheel.advance(now)
 		l.upgrades.advance(now)
 		l.resumeAll(now)
+		if now-l.yielded > yieldEvery {
+			// A goroutine that has not been rescheduled for 10ms is
+			// preempted by the runtime's monitor thread, or, caught in
+			// epoll_wait, has its processor taken away, and either way the
+			// monitor goes back to waking every 20µs for a while. A busy
+			// loop that yields first costs the runtime one reschedule.
+			l.yielded = now
+			runtime.Gosched()
+		}
 	}
 }
+
+// yieldEvery is how often a busy loop yields to the Go scheduler: within
+// the runtime's 10ms time slice.
+const yieldEvery = int64(5 * time.Millisecond)
 
 // dispatch hands an event to its connection. A bug that panics there ends
 // that connection, not the process and every other client with it.
