@@ -211,7 +211,6 @@ func (l *loop) run() {
 		// A busy loop collects events without entering the scheduler; only
 		// a loop with nothing to do blocks in epoll_wait.
 		n, err := epollPoll(l.epfd, events)
-		var blockedAt int64
 		if n == 0 && err == nil {
 			// Nothing ready. Announce the sleep before looking for tasks:
 			// a task posted after the look sees the flag and wakes us.
@@ -226,7 +225,6 @@ func (l *loop) run() {
 				} else if len(l.bufs) > 0 {
 					timeout = int(bufsKeptIdle / time.Millisecond)
 				}
-				blockedAt = time.Now().UnixNano()
 				n, err = unix.EpollWait(l.epfd, events, timeout)
 				if n == 0 && err == nil {
 					l.quiet(time.Now().UnixNano())
@@ -243,11 +241,6 @@ func (l *loop) run() {
 			return
 		}
 		now := time.Now().UnixNano()
-		if blockedAt != 0 && now-blockedAt >= runtimeSlice {
-			// Asleep that long, the loop had its processor taken back
-			// and was rescheduled: its time slice starts anew.
-			l.yielded = now
-		}
 		for i := range n {
 			fd := int(events[i].Fd)
 			if fd == l.wake {
@@ -275,13 +268,9 @@ func (l *loop) run() {
 	}
 }
 
-// runtimeSlice is how long the Go runtime lets a goroutine run, or sit in
-// a system call, before its monitor steps in (forcePreemptNS); a busy loop
-// yields at half of it.
-const (
-	runtimeSlice = int64(10 * time.Millisecond)
-	yieldEvery   = runtimeSlice / 2
-)
+// yieldEvery is how often a busy loop yields to the Go scheduler: within
+// the runtime's 10ms time slice.
+const yieldEvery = int64(5 * time.Millisecond)
 
 // dispatch hands an event to its connection. A bug that panics there ends
 // that connection, not the process and every other client with it.
