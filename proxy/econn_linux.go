@@ -59,6 +59,10 @@ type flow struct {
 	// edge-triggered, so this is the flow's own memory of the last edge
 	// until a short read says the socket is drained.
 	readable bool
+	// srcShut: src's peer has shut down or failed. Its last bytes and the
+	// end came with one edge, and a short read of the bytes leaves the end
+	// unread, so reads go on until one returns it.
+	srcShut bool
 }
 
 // input is what was read and not framed yet.
@@ -224,6 +228,9 @@ func (c *econn) onEvent(fd int, events uint32, now int64) {
 	if events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		from.readable = true
 	}
+	if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+		from.srcShut = true
+	}
 	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 && to.pending() {
 		// fd takes writes again: finish what waited for it, then read on
 		// from the other socket, which was left alone meanwhile.
@@ -294,7 +301,8 @@ func (c *econn) readSrc(d *flow, now int64) {
 	case n > 0:
 		d.buf, d.inOff, d.inEnd = buf, 0, int32(n)
 		// A short read drained the socket: the next bytes bring an edge.
-		d.readable = n == len(*buf)
+		// Not so the end of a peer that has shut down: it is read next.
+		d.readable = n == len(*buf) || d.srcShut
 		if d == &c.upf {
 			c.bytesUp.Add(int64(n))
 			c.lastRead.Store(now)

@@ -640,3 +640,46 @@ func TestLoweredLimitShedsNewest(t *testing.T) {
 		}
 	}
 }
+
+// A client that answers a ping and hangs up at once sends its last bytes
+// and its FIN together, and the proxy hears of both in one readiness
+// report: reading the bytes must not leave the hang-up unread, or the
+// connection and its backend stay open until a timeout.
+func TestClientHangingUpWithItsLastBytes(t *testing.T) {
+	b := upstreamtest.Start(t)
+	p := startProxy(t, Config{PingInterval: 20 * time.Millisecond, PongTimeout: 10 * time.Second}, b)
+	var slowest time.Duration
+	for i := range 50 {
+		c := dial(t, p, "/", nil)
+		pinged := make(chan struct{}, 1)
+		c.SetPingHandler(func(data string) error {
+			err := c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+			select {
+			case pinged <- struct{}{}:
+			default:
+			}
+			return err
+		})
+		read := make(chan struct{})
+		go func() {
+			defer close(read)
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					return
+				}
+			}
+		}()
+		<-pinged
+		c.Close() // right behind the pong, no close frame
+		<-read
+		start := time.Now()
+		for b.Conns() != 0 {
+			if time.Since(start) > 2*time.Second {
+				t.Fatalf("client %d hung up with its pong; the proxy still holds its backend connection after 2s", i)
+			}
+			time.Sleep(time.Millisecond)
+		}
+		slowest = max(slowest, time.Since(start))
+	}
+	t.Logf("50 clients hung up right after a pong: the slowest was noticed after %v", slowest)
+}

@@ -67,6 +67,25 @@ func (m *migrator) len() int {
 // migrateTick is how often queued migrations are let through.
 const migrateTick = 10 * time.Millisecond
 
+// followMembers routes by the member set's latest snapshot and reconciles
+// live connections with it, once per snapshot version. WatchMembers calls
+// it on every change; Drain calls it before its first close, so that a
+// client closed by the drain cannot reconnect to the drained backend on a
+// table the watcher has not replaced yet.
+func (s *Server) followMembers() {
+	s.followMu.Lock()
+	defer s.followMu.Unlock()
+	snap := s.members.Snapshot()
+	if snap.Version == s.router.table().snapshot.Version {
+		return
+	}
+	old, cur := s.router.setMembers(snap)
+	s.log.Info("ring changed", zap.Int("backends", cur.ring.Len()),
+		zap.Uint64("version", cur.snapshot.Version))
+	s.metrics.stateChanges(old.snapshot, cur.snapshot)
+	s.reconcile(old, cur)
+}
+
 // WatchMembers keeps the ring in step with the member set and reconciles
 // live connections with it, until ctx ends: connections of a backend that
 // left are closed with 1012 (at migrate_rate when the backend is alive, at
@@ -88,11 +107,7 @@ func (s *Server) WatchMembers(ctx context.Context) {
 			}
 			return
 		case <-s.members.Changed():
-			old, cur := s.router.setMembers(s.members.Snapshot())
-			s.log.Info("ring changed", zap.Int("backends", cur.ring.Len()),
-				zap.Uint64("version", cur.snapshot.Version))
-			s.metrics.stateChanges(old.snapshot, cur.snapshot)
-			s.reconcile(old, cur)
+			s.followMembers()
 		case <-s.mig.wake:
 		case now := <-tickC:
 			rate := float64(s.router.table().cfg.MigrateRate)
@@ -226,6 +241,7 @@ func (s *Server) Drain(backend string, rate int) (int, error) {
 		s.endDrain(backend)
 		return 0, fmt.Errorf("no backend %s", backend)
 	}
+	s.followMembers()
 	conns := s.reg.sessions(backend)
 	if rate <= 0 {
 		rate = s.router.table().cfg.MigrateRate

@@ -34,6 +34,7 @@ type Server struct {
 
 	drainMu  sync.Mutex      // guards draining
 	draining map[string]bool // backends an operator drain is closing
+	followMu sync.Mutex      // serializes followMembers
 
 	// life ends when Shutdown starts; background work stops with it.
 	life     context.Context
