@@ -138,6 +138,7 @@ func TestGoroutineDriver(t *testing.T) {
 		"HeartbeatPongsKept":     TestHeartbeatPongsNotForwarded,
 		"PingsPassThrough":       TestPeerPingsPassThrough,
 		"ShutdownClosesWith1001": TestShutdownClosesWith1001,
+		"HangUpWithLastBytes":    TestClientHangingUpWithItsLastBytes,
 	} {
 		t.Run(name, test)
 	}
