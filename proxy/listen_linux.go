@@ -40,8 +40,9 @@ func ListenTCP(address string) (net.Listener, error) {
 		}
 	}
 	ln := &loopListener{closed: make(chan struct{})}
+	backlog := listenBacklog()
 	for range runtime.NumCPU() {
-		fd, err := listenReusePort(ap)
+		fd, err := listenReusePort(ap, backlog)
 		if err != nil {
 			ln.Close()
 			return fail(err)
@@ -62,7 +63,8 @@ func ListenTCP(address string) (net.Listener, error) {
 }
 
 // resolveTCP turns "host:port" into an address to bind; an empty host is
-// every IPv6 and IPv4 address, as with net.Listen.
+// every IPv6 and IPv4 address, as with net.Listen, or every IPv4 address
+// on a system without IPv6.
 func resolveTCP(address string) (netip.AddrPort, error) {
 	a, err := net.ResolveTCPAddr("tcp", address)
 	if err != nil {
@@ -71,6 +73,9 @@ func resolveTCP(address string) (netip.AddrPort, error) {
 	ip, ok := netip.AddrFromSlice(a.IP)
 	if !ok {
 		ip = netip.IPv6Unspecified()
+		if !hasIPv6() {
+			ip = netip.IPv4Unspecified()
+		}
 	}
 	return netip.AddrPortFrom(ip.Unmap(), uint16(a.Port)), nil
 }
@@ -91,12 +96,8 @@ func probeFree(ap netip.AddrPort) error {
 }
 
 // socketFor opens a TCP socket for ap's family. The unspecified IPv6
-// address takes IPv4 clients too, or is IPv4's alone on a system without
-// IPv6.
+// address takes IPv4 clients too.
 func socketFor(ap netip.AddrPort) (int, unix.Sockaddr, error) {
-	if ap.Addr() == netip.IPv6Unspecified() && !hasIPv6() {
-		ap = netip.AddrPortFrom(netip.IPv4Unspecified(), ap.Port())
-	}
 	if ap.Addr().Is4() {
 		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, unix.IPPROTO_TCP)
 		if err != nil {
@@ -124,7 +125,7 @@ func hasIPv6() bool {
 	return true
 }
 
-func listenReusePort(ap netip.AddrPort) (int, error) {
+func listenReusePort(ap netip.AddrPort, backlog int) (int, error) {
 	fd, sa, err := socketFor(ap)
 	if err != nil {
 		return -1, err
@@ -141,7 +142,7 @@ func listenReusePort(ap netip.AddrPort) (int, error) {
 		unix.Close(fd)
 		return -1, os.NewSyscallError("bind", err)
 	}
-	if err := unix.Listen(fd, listenBacklog()); err != nil {
+	if err := unix.Listen(fd, backlog); err != nil {
 		unix.Close(fd)
 		return -1, os.NewSyscallError("listen", err)
 	}
@@ -207,8 +208,7 @@ type loopListener struct {
 	fds    []int
 	owners []*loop // the loop each socket is registered with
 	closed chan struct{}
-	done   bool
-	// closing is set by Close before the sockets' loops get to close
+	// closing is set by Close, before the sockets' loops get to close
 	// them: what they accept meanwhile is not taken.
 	closing atomic.Bool
 }
@@ -226,11 +226,9 @@ func (l *loopListener) Addr() net.Addr { return l.addr }
 func (l *loopListener) Close() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.done {
+	if l.closing.Swap(true) {
 		return nil
 	}
-	l.done = true
-	l.closing.Store(true)
 	close(l.closed)
 	for i, fd := range l.fds {
 		var owner *loop
@@ -262,7 +260,7 @@ func (s *Server) serveLoops(ln *loopListener) error {
 func (l *loopListener) register(s *Server, loops []*loop) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.done {
+	if l.closing.Load() {
 		return net.ErrClosed
 	}
 	if len(l.owners) > 0 {
@@ -369,22 +367,10 @@ func (a *acceptor) pause(err error) {
 // halt: the listener owns the socket and closes it.
 func (a *acceptor) halt(int64) {}
 
-// acceptedOnLoop starts the handshake of a client accepted on l.
+// acceptedOnLoop starts the handshake of a client accepted on l. Whatever
+// the loop does not relay itself (plain HTTP, backends over TLS) goes to
+// the HTTP path once its head is read, as upgrade.handOff decides.
 func (s *Server) acceptedOnLoop(l *loop, fd int, peer netip.AddrPort, now int64) {
-	if s.router.table().cfg.UpstreamTLS != nil {
-		// Backends over TLS are dialled on the HTTP path.
-		f := os.NewFile(uintptr(fd), "client")
-		conn, err := net.FileConn(f)
-		f.Close()
-		if err == nil {
-			go func() {
-				if !s.front.Load().ln.deliver(conn) {
-					conn.Close()
-				}
-			}()
-		}
-		return
-	}
 	u := &upgrade{srv: s, loop: l, cfd: fd, bfd: -1, peer: peer, started: now}
 	u.start()
 }

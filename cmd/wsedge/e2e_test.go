@@ -415,18 +415,6 @@ func TestAccessLogLine(t *testing.T) {
 	}
 }
 
-// freePort returns a loopback address nobody listens on, for a config that
-// must name its port.
-func freePort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // A reload that moves the listener opens the new address, closes the old
 // one, and leaves live connections relaying.
 func TestReloadMovesListener(t *testing.T) {

@@ -25,6 +25,7 @@ import (
 	"github.com/gorilla/websocket"
 	"golang.org/x/sys/unix"
 
+	"github.com/wsedge/wsedge/cmd/wsedge/internal/bench"
 	"github.com/wsedge/wsedge/upstream/upstreamtest"
 )
 
@@ -723,31 +724,6 @@ func holdSlowloris(addr string, n int, stop <-chan struct{}) <-chan time.Duratio
 	return lives
 }
 
-// benchBackend runs `wsedge bench backend` on a free loopback port: an
-// echo server in a process of its own, built without the race detector,
-// so that what the abuse costs is the proxy's, not the test's backends'.
-func benchBackend(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	b := runWsedge(t, "bench", "backend", "--listen", addr, "--duration", "10m")
-	t.Cleanup(func() { b.stop(t) })
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		c, err := net.Dial("tcp", addr)
-		if err == nil {
-			c.Close()
-			return addr
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("bench backend not listening on %s: %v", addr, err)
-		}
-	}
-}
-
 // benchHandshakes runs `wsedge bench handshake` with workers connecting at
 // the same instant and looping for d, and returns its report.
 func benchHandshakes(target string, workers int, d time.Duration) (handshakeReport, error) {
@@ -927,7 +903,9 @@ func TestAbuseLeavesLatencyAlone(t *testing.T) {
 		window         = 2 * time.Second
 		handshake      = 4 * time.Second
 	)
-	backend := benchBackend(t)
+	// An echo server in a process of its own, built without the race
+	// detector: what the abuse costs is the proxy's, not the backend's.
+	_, backend := echoProcess(t)
 	p := startWsedge(t, fmt.Sprintf("[websocket]\nhandshake_timeout = %q\n\n[[upstream]]\naddress = %q\nweight = 1\n", handshake, backend))
 	probe := startLatencyProbe(t, p, 8)
 	probe.measureFor(200 * time.Millisecond) // warm up
@@ -1135,12 +1113,7 @@ func TestGossipWrongAddressNeverGetsTraffic(t *testing.T) {
 		http.NotFound(w, r) // another app: it has no /healthz
 	}))
 	defer other.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nothing := ln.Addr().String()
-	ln.Close()
+	nothing := freePort(t)
 	wrong := []string{strings.TrimPrefix(other.URL, "http://"), nothing}
 	for _, addr := range wrong {
 		// The agent checks the real backend, so it advertises itself alive.
@@ -1240,9 +1213,16 @@ func TestOutOfDescriptorsRecovers(t *testing.T) {
 			results <- err
 		}()
 	}
-	before := cpuTime(t, pid)
+	proxyCPU := func() time.Duration {
+		d, err := bench.PIDs{pid}.CPU()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	before := proxyCPU()
 	time.Sleep(1500 * time.Millisecond)
-	spent := cpuTime(t, pid) - before
+	spent := proxyCPU() - before
 	t.Logf("out of descriptors for 1.5s with %d clients queued: %v of proxy CPU", queued, spent)
 	if spent > 500*time.Millisecond {
 		t.Errorf("the proxy used %v of CPU in 1.5s while out of descriptors: spinning on accept", spent)
@@ -1295,18 +1275,4 @@ func lowestFreeFD(t *testing.T, pid int) int {
 		n++
 	}
 	return n
-}
-
-// cpuTime is the user and system CPU time process pid has used.
-func cpuTime(t *testing.T, pid int) time.Duration {
-	t.Helper()
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Fields after the command name, which is in parentheses.
-	fields := strings.Fields(string(data[strings.LastIndexByte(string(data), ')')+2:]))
-	utime, _ := strconv.ParseInt(fields[11], 10, 64)
-	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	return time.Duration(utime+stime) * time.Second / 100 // USER_HZ
 }

@@ -473,13 +473,8 @@ const echoName = "whoami"
 // stopped at cleanup unless killed before.
 func echoProcess(t *testing.T) (*proc, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	p := runWsedge(t, "bench", "backend", "--listen", addr, "--duration", "1m")
+	addr := freePort(t)
+	p := runWsedge(t, "bench", "backend", "--listen", addr, "--duration", "10m")
 	t.Cleanup(func() { p.stop(t) })
 	deadline := time.Now().Add(10 * time.Second)
 	for {
@@ -1400,12 +1395,7 @@ func TestRouteCommand(t *testing.T) {
 	bs[0].SetHealthy(false)
 	waitInRing(t, p, addrsOf(bs[1], bs[2]), 5*time.Second)
 
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	nobody := ln.Addr().String()
-	ln.Close()
+	nobody := freePort(t)
 	live, static := routeConfig(t, p.admin, bs...), routeConfig(t, nobody, bs...)
 
 	byOwner := keysOwned(t, "route", addrsOf(bs...), []int{4, 2, 2})
