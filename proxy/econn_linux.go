@@ -3,6 +3,8 @@
 package proxy
 
 import (
+	"fmt"
+	"os"
 	"errors"
 	"math/rand/v2"
 	"net"
@@ -31,7 +33,6 @@ type econn struct {
 	pingAt   int64 // when the outstanding ping went out; 0 when none
 	pingSeq  uint32
 	gone     bool // torn down
-	queued   bool // on the loop's list of connections with reading left to do
 
 	end         *ending // how it ends; nil while it does not
 	lingerUntil int64   // ended and waiting for the peers' close frames until then
@@ -63,6 +64,12 @@ type flow struct {
 	// end came with one edge, and a short read of the bytes leaves the end
 	// unread, so reads go on until one returns it.
 	srcShut bool
+	// busy: a read or write of the flow waits in the loop's batch; the
+	// flow goes on when it is done.
+	busy bool
+	// blocked: dst did not take the last write whole; writes wait for its
+	// next edge.
+	blocked bool
 }
 
 // input is what was read and not framed yet.
@@ -231,15 +238,18 @@ func (c *econn) onEvent(fd int, events uint32, now int64) {
 	if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		from.srcShut = true
 	}
-	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 && to.pending() {
+	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		// fd takes writes again: finish what waited for it, then read on
 		// from the other socket, which was left alone meanwhile.
-		c.drive(to, now)
+		to.blocked = false
+		if to.pending() {
+			c.drive(to, now)
+		}
 	}
 	if from.readable {
 		c.drive(from, now)
 	}
-	if events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 && !from.srcDone && from.pending() {
+	if events&(unix.EPOLLHUP|unix.EPOLLERR) != 0 && !from.srcDone && from.blocked {
 		// The socket failed while its reads were paused behind a stalled
 		// write; nothing more will come from it.
 		c.srcEnded(from, unix.ECONNRESET, now)
@@ -247,32 +257,31 @@ func (c *econn) onEvent(fd int, events uint32, now int64) {
 	c.settle(now)
 }
 
-// readsPerTurn bounds the buffers one connection reads before the loop
-// serves the others; what is left waits on the loop's list.
-const readsPerTurn = 4
-
-// resume reads on where a turn ended with bytes left.
-func (c *econn) resume(now int64) {
-	c.queued = false
-	if c.gone {
-		return
-	}
-	c.drive(&c.upf, now)
-	c.drive(&c.downf, now)
-	c.settle(now)
-}
-
-// drive moves bytes through d until its source is drained, its
-// destination stalls, or the direction is done. A source with more than
-// readsPerTurn buffers waiting goes on the loop's list, so that one busy
-// connection does not starve the others.
+// drive moves d on until it waits: for a read or write it asks the loop
+// for, for dst to take writes, or for src to have bytes. Each finished
+// read or write drives the flow again, so a flow does one system call's
+// worth per round of the loop's batch, and one busy connection does not
+// starve the others.
 func (c *econn) drive(d *flow, now int64) {
-	reads := 0
-	for !c.gone {
-		if len(d.out) > 0 && !c.writeOut(d, now) {
+	for !c.gone && !d.busy {
+		if len(d.out) > 0 {
+			if d.closed || d.dstDead {
+				d.out = nil
+				continue
+			}
+			if !d.blocked {
+				c.loop.queue(ioOp{c: c, d: d, kind: opWriteOut, p: d.out})
+			}
 			return
 		}
-		if d.own != nil && !d.midFrame && !c.writeOwn(d, now) {
+		if d.own != nil && !d.midFrame {
+			if d.closed || d.dstDead {
+				d.own = nil
+				continue
+			}
+			if !d.blocked {
+				c.loop.queue(ioOp{c: c, d: d, kind: opWriteOwn, p: *d.own})
+			}
 			return
 		}
 		if d.inOff < d.inEnd {
@@ -283,20 +292,37 @@ func (c *econn) drive(d *flow, now int64) {
 		if !d.readable || d.srcDone {
 			return
 		}
-		if reads == readsPerTurn {
-			c.loop.later(c)
-			return
-		}
-		reads++
-		c.readSrc(d, now)
+		buf := c.loop.getBuf()
+		c.loop.queue(ioOp{c: c, d: d, kind: opRead, p: *buf, buf: buf})
+		return
 	}
 }
 
-// readSrc reads one buffer's worth from d's source.
-func (c *econn) readSrc(d *flow, now int64) {
-	src, _ := c.ends(d)
-	buf := c.loop.getBuf()
-	n, err := readFD(src, *buf)
+// completed takes the result of a read or write the loop did for c, and
+// drives the flow on.
+func (c *econn) completed(op *ioOp, now int64) {
+	if c.gone {
+		if op.buf != nil {
+			c.loop.putBuf(op.buf)
+		}
+		return
+	}
+	d := op.d
+	d.busy = false
+	switch op.kind {
+	case opRead:
+		c.readDone(d, op.buf, op.n, op.err, now)
+	case opWriteOut:
+		c.outWritten(d, op.n, op.err, now)
+	case opWriteOwn:
+		c.ownWritten(d, op.n, len(op.p), op.err, now)
+	}
+	c.drive(d, now)
+	c.settle(now)
+}
+
+// readDone takes what a read from d's source brought into buf.
+func (c *econn) readDone(d *flow, buf *[]byte, n int, err error, now int64) {
 	switch {
 	case n > 0:
 		d.buf, d.inOff, d.inEnd = buf, 0, int32(n)
@@ -314,6 +340,7 @@ func (c *econn) readSrc(d *flow, now int64) {
 		return
 	case errors.Is(err, unix.EAGAIN):
 		d.readable = false
+	case errors.Is(err, errSkipped):
 	case err == nil:
 		c.srcEnded(d, nil, now)
 	default:
@@ -361,20 +388,19 @@ func (c *econn) frame(d *flow, now int64) {
 	}
 }
 
-// writeOut writes d's relayed bytes; false when dst cannot take them now.
-func (c *econn) writeOut(d *flow, now int64) bool {
+// outWritten takes the result of writing d's relayed bytes.
+func (c *econn) outWritten(d *flow, n int, err error, now int64) {
 	if d.closed || d.dstDead {
-		d.out = nil
-		return true
+		return // dropped while the write waited, which was then not done
 	}
-	_, dst := c.ends(d)
-	n, err := writeFD(dst, d.out)
 	if n > 0 && c.end != nil {
 		// Bytes still going out before a close: lingering is measured from
 		// the last progress, not from when the close was read.
 		c.lingerUntil = now + int64(c.srv.closeWait)
 	}
-	if n == len(d.out) {
+	if c.end != nil { fmt.Fprintf(os.Stderr, "DBG %d outWritten up=%v n=%d of %d err=%v\n", now/1e6%100000, d == &c.upf, n, len(d.out), err) }
+	d.out = d.out[n:]
+	if len(d.out) == 0 {
 		d.out = nil
 		d.midFrame = !d.outBoundary
 		if d.outClose {
@@ -382,36 +408,37 @@ func (c *econn) writeOut(d *flow, now int64) bool {
 			d.own = nil
 		}
 		d.stalledAt = 0
-		return true
+		return
 	}
-	return c.wrote(d, n, err, &d.out, now)
+	c.stalled(d, err, now)
 }
 
-// writeOwn writes the proxy's own frames queued for d's destination.
-func (c *econn) writeOwn(d *flow, now int64) bool {
-	if d.closed || d.dstDead {
-		d.own = nil
-		return true
+// ownWritten takes the result of writing the first sent bytes of the
+// proxy's own frames queued for d's destination; more may have been
+// queued behind them meanwhile.
+func (c *econn) ownWritten(d *flow, n, sent int, err error, now int64) {
+	if d.closed || d.dstDead || d.own == nil {
+		return
 	}
-	_, dst := c.ends(d)
-	n, err := writeFD(dst, *d.own)
-	if n == len(*d.own) {
+	*d.own = (*d.own)[n:]
+	switch {
+	case len(*d.own) == 0:
 		d.own = nil
 		if d.ownClose {
 			d.closed = true
 		}
 		d.stalledAt = 0
-		return true
+	case n == sent:
+		d.stalledAt = 0
+	default:
+		c.stalled(d, err, now)
 	}
-	return c.wrote(d, n, err, d.own, now)
 }
 
-// wrote handles a write to d's destination that did not take everything.
-func (c *econn) wrote(d *flow, n int, err error, rest *[]byte, now int64) bool {
-	if n > 0 {
-		*rest = (*rest)[n:]
-	}
-	if err != nil && !errors.Is(err, unix.EAGAIN) {
+// stalled handles a write to d's destination that did not take
+// everything: dst is full, or failed.
+func (c *econn) stalled(d *flow, err error, now int64) {
+	if err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, errSkipped) {
 		d.dstDead = true
 		d.out, d.own = nil, nil
 		if d == &c.upf {
@@ -419,12 +446,12 @@ func (c *econn) wrote(d *flow, n int, err error, rest *[]byte, now int64) bool {
 		} else {
 			c.finish(clientWriteEnded(err), now)
 		}
-		return false
+		return
 	}
+	d.blocked = true
 	if d.stalledAt == 0 {
 		d.stalledAt = now
 	}
-	return false
 }
 
 // sendOwn queues a frame of the proxy's own for d's destination and writes
@@ -433,13 +460,15 @@ func (c *econn) sendOwn(d *flow, frame []byte, isClose bool, now int64) {
 	if d.closed || d.ownClose || d.dstDead {
 		return
 	}
-	if d.own == nil || isClose {
-		d.own = new([]byte) // a queued ping is moot once closing
+	if d.own == nil {
+		d.own = new([]byte)
 	}
+	// Appended, even behind a ping: part of the ping may be written
+	// already, and the close must follow it whole.
 	d.ownClose = isClose
 	*d.own = append(*d.own, frame...)
-	if !d.midFrame && len(d.out) == 0 {
-		c.writeOwn(d, now)
+	if !d.busy && !d.blocked && !d.midFrame && len(d.out) == 0 {
+		c.loop.queue(ioOp{c: c, d: d, kind: opWriteOwn, p: *d.own})
 	}
 }
 
@@ -462,6 +491,7 @@ func (c *econn) finish(e ending, now int64) {
 	}
 	c.end = &e
 	c.lingerUntil = now + int64(c.srv.closeWait)
+	fmt.Fprintf(os.Stderr, "DBG %d finish cause=%v up.out=%d up.blocked=%v\n", now/1e6%100000, e.cause, len(c.upf.out), c.upf.blocked)
 	if e.peerClose {
 		return
 	}
@@ -484,6 +514,7 @@ func (c *econn) settle(now int64) {
 		return
 	}
 	if c.end != nil && (c.done(&c.upf) && c.done(&c.downf) || now >= c.lingerUntil) {
+		fmt.Fprintf(os.Stderr, "DBG %d teardown linger=%d down=%+v\n", now/1e6%100000, c.lingerUntil/1e6%100000, c.downf)
 		c.answerForBackend(now)
 		c.teardown(now)
 		return
@@ -579,6 +610,8 @@ func (c *econn) expire(now int64) {
 
 // teardown closes both sockets and forgets the connection.
 func (c *econn) teardown(now int64) {
+	c.writeLast(&c.upf)
+	c.writeLast(&c.downf)
 	c.gone = true
 	c.loop.wheel.cancel(c)
 	c.loop.unregister(int(c.cfd))
@@ -594,6 +627,25 @@ func (c *econn) teardown(now int64) {
 	}
 	c.logEnd(*c.end)
 	c.srv.reg.remove(c)
+}
+
+// writeLast writes, once and without waiting, what d still has for its
+// destination and a write of the batch would have taken: the close frame a
+// connection ends with must not be dropped with the batch's operation.
+func (c *econn) writeLast(d *flow) {
+	if d.closed || d.dstDead || d.blocked {
+		return
+	}
+	_, dst := c.ends(d)
+	if len(d.out) > 0 {
+		if n, _ := writeFD(dst, d.out); n < len(d.out) {
+			return
+		}
+		d.midFrame = !d.outBoundary
+	}
+	if d.own != nil && !d.midFrame {
+		writeFD(dst, *d.own)
+	}
 }
 
 // release gives d's read buffer back once nothing points into it, and

@@ -104,8 +104,13 @@ type loop struct {
 	upgrades *wheel[upgrade, *upgrade] // handshake deadlines
 	running  bool
 	stats    relayStats
-	again    []*econn  // connections with reading left after their turn
 	bufs     []*[]byte // read buffers kept at hand, so a busy loop does not wait on the shared pool
+	// ops are the relay reads and writes asked for since the last flush;
+	// spare is the other half of the double buffer flushIO swaps with it.
+	ops, spare []ioOp
+	// ring does a flush's operations in one system call; nil where
+	// io_uring is not available, and each is then a system call of its own.
+	ring *ioRing
 	// quietSince is when the loop last woke to no events, zero while
 	// events keep coming: a loop quiet for bufsKeptIdle gives its buffers
 	// back to the shared pool, which the collector may then free.
@@ -182,8 +187,14 @@ func newLoop(srv *Server) (*loop, error) {
 		return nil, fmt.Errorf("epoll_ctl: %w", err)
 	}
 	now := time.Now().UnixNano()
-	return &loop{srv: srv, epfd: epfd, wake: wake, running: true,
-		wheel: newWheel[econn](now), upgrades: newWheel[upgrade](now)}, nil
+	l := &loop{srv: srv, epfd: epfd, wake: wake, running: true,
+		wheel: newWheel[econn](now), upgrades: newWheel[upgrade](now)}
+	if !srv.noRing {
+		if l.ring, err = newIORing(); err != nil {
+			srv.log.Debug("relaying with a system call per read and write", zap.Error(err))
+		}
+	}
+	return l, nil
 }
 
 // post runs f on the loop's goroutine soon. It reports false when the loop
@@ -206,6 +217,11 @@ func (l *loop) post(f func()) bool {
 func (l *loop) run() {
 	defer unix.Close(l.epfd)
 	defer unix.Close(l.wake)
+	defer func() {
+		if l.ring != nil {
+			l.ring.close()
+		}
+	}()
 	events := make([]unix.EpollEvent, 256)
 	for l.running {
 		// A busy loop collects events without entering the scheduler; only
@@ -216,7 +232,7 @@ func (l *loop) run() {
 			// a task posted after the look sees the flag and wakes us.
 			l.sleeping.Store(true)
 			l.mu.Lock()
-			idle := len(l.tasks) == 0 && len(l.again) == 0
+			idle := len(l.tasks) == 0 && len(l.ops) == 0
 			l.mu.Unlock()
 			if idle {
 				timeout := -1
@@ -255,7 +271,7 @@ func (l *loop) run() {
 		l.runTasks()
 		l.wheel.advance(now)
 		l.upgrades.advance(now)
-		l.resumeAll(now)
+		l.flushIO(now)
 		if now-l.yielded > yieldEvery {
 			// A goroutine that has not been rescheduled for 10ms is
 			// preempted by the runtime's monitor thread, or, caught in
@@ -272,9 +288,14 @@ func (l *loop) run() {
 // the runtime's 10ms time slice.
 const yieldEvery = int64(5 * time.Millisecond)
 
-// dispatch hands an event to its connection. A bug that panics there ends
-// that connection, not the process and every other client with it.
+// dispatch hands an event to its connection.
 func (l *loop) dispatch(c loopConn, fd int, events uint32, now int64) {
+	l.guard(c, now, func() { c.onEvent(fd, events, now) })
+}
+
+// guard runs f for c. A bug that panics there ends that connection, not
+// the process and every other client with it.
+func (l *loop) guard(c loopConn, now int64, f func()) {
 	defer func() {
 		if r := recover(); r != nil {
 			l.srv.log.Error("connection handler panicked; closing the connection",
@@ -285,7 +306,7 @@ func (l *loop) dispatch(c loopConn, fd int, events uint32, now int64) {
 			}()
 		}
 	}()
-	c.onEvent(fd, events, now)
+	f()
 }
 
 // epollPoll collects ready events without waiting: a raw system call,
@@ -297,27 +318,6 @@ func epollPoll(epfd int, events []unix.EpollEvent) (int, error) {
 		return 0, e
 	}
 	return int(n), nil
-}
-
-// later puts c on the list of connections to go on with after this turn.
-func (l *loop) later(c *econn) {
-	if !c.queued {
-		c.queued = true
-		l.again = append(l.again, c)
-	}
-}
-
-// resumeAll gives every connection on the list another turn.
-func (l *loop) resumeAll(now int64) {
-	list := l.again
-	l.again = nil
-	for _, c := range list {
-		c.resume(now)
-	}
-	clear(list)
-	if l.again == nil {
-		l.again = list[:0]
-	}
 }
 
 func (l *loop) runTasks() {
@@ -342,6 +342,7 @@ func (l *loop) stop() {
 		}
 	}
 	l.runTasks()
+	l.flushIO(now) // every connection is gone: only gives buffers back
 	l.running = false
 }
 

@@ -46,6 +46,7 @@ func startProxyOn(tb testing.TB, cfg Config, list []upstream.Backend) *testProxy
 	set := upstream.NewSet(list)
 	srv := New(cfg, set)
 	srv.goroutinesOnly = strings.HasPrefix(tb.Name(), "TestGoroutineDriver/")
+	srv.noRing = strings.HasPrefix(tb.Name(), "TestWithoutRing/")
 	listen := ListenTCP
 	if strings.HasPrefix(tb.Name(), "TestGoListener/") {
 		listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }

@@ -58,6 +58,10 @@ type Server struct {
 	// goroutinesOnly makes every connection use the goroutine driver, so
 	// tests can run the same behaviour through both drivers.
 	goroutinesOnly bool
+	// noRing makes the event loops do each relay read and write as a
+	// system call of its own, as where io_uring is not available, so tests
+	// cover that path too.
+	noRing bool
 	// closeWait is how long a closing connection waits for the peers'
 	// close frames; tests that close thousands of uncooperative peers
 	// shorten it.

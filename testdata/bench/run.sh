@@ -5,7 +5,8 @@
 # the echo backends. See BENCHMARKS.md for what each figure means.
 #
 #   testdata/bench/run.sh [--quick] [--rounds N] [--idle-conns N]
-#                         [--proxies "wsedge nginx-ip_hash ..."] [--out FILE]
+#                         [--proxies "wsedge nginx-ip_hash ..."]
+#                         [--figures "echo-1000x64 ..."] [--out FILE]
 #
 # Run as root on Debian 12 with Go installed: it installs the anchors with
 # apt-get when missing (their packaged services are kept from starting),
@@ -22,6 +23,7 @@ root=$(cd "$here/../.." && pwd)
 rounds=3
 idle_conns=9000
 proxies="wsedge nginx-ip_hash nginx-consistent haproxy caddy"
+figures="idle echo-1000x64 echo-1000x4k echo-100x64 handshake-50"
 out=$PWD/bench-results.json
 echo_duration=4s
 echo_warmup=1s
@@ -35,8 +37,9 @@ while [ $# -gt 0 ]; do
 	--rounds) rounds=$2; shift ;;
 	--idle-conns) idle_conns=$2; shift ;;
 	--proxies) proxies=$2; shift ;;
+	--figures) figures=$2; shift ;;
 	--out) out=$2; shift ;;
-	-h | --help) sed -n '2,16p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,17p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -184,7 +187,6 @@ stop_proxy() {
 }
 
 # --- figures ----------------------------------------------------------------
-figures="idle echo-1000x64 echo-1000x4k echo-100x64 handshake-50"
 
 # run_figure NAME FIGURE: the load for one figure against the running proxy,
 # JSON on stdout.
