@@ -10,9 +10,11 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
 	"go.uber.org/goleak"
 
@@ -140,6 +142,24 @@ func TestGoroutineDriver(t *testing.T) {
 		"PingsPassThrough":       TestPeerPingsPassThrough,
 		"ShutdownClosesWith1001": TestShutdownClosesWith1001,
 		"HangUpWithLastBytes":    TestClientHangingUpWithItsLastBytes,
+		"ClientGone":             TestClientGoneTellsBackend,
+	} {
+		t.Run(name, test)
+	}
+}
+
+// TestWithoutRing runs the relay's tests again with every read and write a
+// system call of its own, as on a kernel without io_uring.
+func TestWithoutRing(t *testing.T) {
+	for name, test := range map[string]func(*testing.T){
+		"Echo":                TestEchoThroughProxy,
+		"CloseCodes":          TestCloseCodesPassThrough,
+		"BackendDeath":        TestBackendDeathGives1012,
+		"ProtocolViolations":  TestProtocolViolationsAnswered,
+		"SlowConsumer":        TestSlowConsumerClosed,
+		"PingsPassThrough":    TestPeerPingsPassThrough,
+		"HangUpWithLastBytes": TestClientHangingUpWithItsLastBytes,
+		"ClientGone":          TestClientGoneTellsBackend,
 	} {
 		t.Run(name, test)
 	}
@@ -684,4 +704,61 @@ func TestClientHangingUpWithItsLastBytes(t *testing.T) {
 		slowest = max(slowest, time.Since(start))
 	}
 	t.Logf("50 clients hung up right after a pong: the slowest was noticed after %v", slowest)
+}
+
+// A client that vanishes without a close frame leaves its backend a 1001
+// "client went away", written as the proxy closes the connection.
+func TestClientGoneTellsBackend(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	closes := make(chan ws.StatusCode, 10)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer ln.Close()
+	wg.Go(func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer conn.Close()
+				conn.SetDeadline(time.Now().Add(10 * time.Second))
+				if _, err := ws.Upgrade(conn); err != nil {
+					return
+				}
+				for {
+					f, err := ws.ReadFrame(conn)
+					if err != nil {
+						closes <- 0 // no close frame before the end
+						return
+					}
+					if f.Header.OpCode == ws.OpClose {
+						ws.Cipher(f.Payload, f.Header.Mask, 0)
+						code, _ := ws.ParseCloseFrameData(f.Payload)
+						closes <- code
+						return
+					}
+				}
+			})
+		}
+	})
+	p := startProxyOn(t, Config{}, []upstream.Backend{{Addr: ln.Addr().String(), Weight: 1}})
+	for i := range 5 {
+		c := dial(t, p, "/", nil)
+		if err := c.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
+			t.Fatal(err)
+		}
+		c.UnderlyingConn().Close() // no close frame
+		select {
+		case code := <-closes:
+			if code != ws.StatusGoingAway {
+				t.Fatalf("client %d vanished: the backend got close code %d, want 1001", i, code)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("client %d vanished: the backend heard nothing in 5s", i)
+		}
+	}
 }
