@@ -3,11 +3,11 @@
 package proxy
 
 import (
-	"fmt"
-	"os"
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net"
+	"os"
 	"time"
 	"unsafe"
 
@@ -398,7 +398,9 @@ func (c *econn) outWritten(d *flow, n int, err error, now int64) {
 		// the last progress, not from when the close was read.
 		c.lingerUntil = now + int64(c.srv.closeWait)
 	}
-	if c.end != nil { fmt.Fprintf(os.Stderr, "DBG %d outWritten up=%v n=%d of %d err=%v\n", now/1e6%100000, d == &c.upf, n, len(d.out), err) }
+	if c.end != nil {
+		fmt.Fprintf(os.Stderr, "DBG %d outWritten up=%v n=%d of %d err=%v\n", now/1e6%100000, d == &c.upf, n, len(d.out), err)
+	}
 	d.out = d.out[n:]
 	if len(d.out) == 0 {
 		d.out = nil
