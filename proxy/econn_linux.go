@@ -4,10 +4,8 @@ package proxy
 
 import (
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"net"
-	"os"
 	"time"
 	"unsafe"
 
@@ -398,9 +396,6 @@ func (c *econn) outWritten(d *flow, n int, err error, now int64) {
 		// the last progress, not from when the close was read.
 		c.lingerUntil = now + int64(c.srv.closeWait)
 	}
-	if c.end != nil {
-		fmt.Fprintf(os.Stderr, "DBG %d outWritten up=%v n=%d of %d err=%v\n", now/1e6%100000, d == &c.upf, n, len(d.out), err)
-	}
 	d.out = d.out[n:]
 	if len(d.out) == 0 {
 		d.out = nil
@@ -493,7 +488,6 @@ func (c *econn) finish(e ending, now int64) {
 	}
 	c.end = &e
 	c.lingerUntil = now + int64(c.srv.closeWait)
-	fmt.Fprintf(os.Stderr, "DBG %d finish cause=%v up.out=%d up.blocked=%v\n", now/1e6%100000, e.cause, len(c.upf.out), c.upf.blocked)
 	if e.peerClose {
 		return
 	}
@@ -516,7 +510,6 @@ func (c *econn) settle(now int64) {
 		return
 	}
 	if c.end != nil && (c.done(&c.upf) && c.done(&c.downf) || now >= c.lingerUntil) {
-		fmt.Fprintf(os.Stderr, "DBG %d teardown linger=%d down=%+v\n", now/1e6%100000, c.lingerUntil/1e6%100000, c.downf)
 		c.answerForBackend(now)
 		c.teardown(now)
 		return
