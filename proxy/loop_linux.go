@@ -52,6 +52,9 @@ func (p *poller) all() ([]*loop, error) {
 			p.loops = append(p.loops, l)
 			p.wg.Go(l.run)
 		}
+		if err := p.loops[0].ringErr; err != nil {
+			p.srv.log.Info("io_uring not available; relaying with a system call per read and write", zap.Error(err))
+		}
 		p.started.Store(true)
 	})
 	if p.err != nil {
@@ -110,7 +113,8 @@ type loop struct {
 	ops, spare []ioOp
 	// ring does a flush's operations in one system call; nil where
 	// io_uring is not available, and each is then a system call of its own.
-	ring *ioRing
+	ring    *ioRing
+	ringErr error // why ring is nil
 	// quietSince is when the loop last woke to no events, zero while
 	// events keep coming: a loop quiet for bufsKeptIdle gives its buffers
 	// back to the shared pool, which the collector may then free.
@@ -189,10 +193,10 @@ func newLoop(srv *Server) (*loop, error) {
 	now := time.Now().UnixNano()
 	l := &loop{srv: srv, epfd: epfd, wake: wake, running: true,
 		wheel: newWheel[econn](now), upgrades: newWheel[upgrade](now)}
-	if !srv.noRing {
-		if l.ring, err = newIORing(); err != nil {
-			srv.log.Debug("relaying with a system call per read and write", zap.Error(err))
-		}
+	if srv.noRing {
+		l.ringErr = errors.New("turned off")
+	} else {
+		l.ring, l.ringErr = newIORing()
 	}
 	return l, nil
 }

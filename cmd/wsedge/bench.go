@@ -19,7 +19,7 @@ const defaultSources = "127.0.0.2-127.0.15.254"
 
 const benchUsage = `usage:
   wsedge bench idle      --target ws://127.0.0.1:8080/ --conns N [--hold 10s] [--ramp 2000/s] [--procs P] [--pids 1,2]
-  wsedge bench echo      --target URL --conns C --size 64 --duration 5s [--warmup 2s] [--pids ...] [--backend-pids ...]
+  wsedge bench echo      --target URL --conns C --size 64 [--rate R] --duration 5s [--warmup 2s] [--pids ...] [--backend-pids ...]
   wsedge bench handshake --target URL --workers W --duration 5s [--warmup 1s] [--pids ...] [--backend-pids ...]
   wsedge bench backend   --listen 127.0.100.1:9001 [--listen ...] [--duration 1h]
 Targets and sources must be loopback addresses. --json prints the result as JSON.
@@ -116,6 +116,7 @@ func echoFlags(ctx context.Context, fs *flag.FlagSet) func() (any, error) {
 	c.register(fs, 2*time.Second)
 	conns := fs.Int("conns", 100, "connections, each a closed loop")
 	size := fs.String("size", "64", "message payload: bytes, or e.g. 4KiB")
+	rate := fs.Float64("rate", 0, "offered load in messages per second over all connections, each sending on a schedule; 0 for closed loops")
 	return func() (any, error) {
 		n, err := bench.ParseSize(*size)
 		if err != nil {
@@ -126,7 +127,7 @@ func echoFlags(ctx context.Context, fs *flag.FlagSet) func() (any, error) {
 			return nil, err
 		}
 		return bench.Echo(ctx, bench.EchoConfig{
-			Targets: c.targets, Sources: src, Conns: *conns, Size: n, Duration: c.duration, Warmup: c.warmup,
+			Targets: c.targets, Sources: src, Conns: *conns, Size: n, Rate: *rate, Duration: c.duration, Warmup: c.warmup,
 			DialTimeout: c.timeout, Proxy: proxy, Backend: backend,
 		})
 	}

@@ -23,7 +23,7 @@ root=$(cd "$here/../.." && pwd)
 rounds=3
 idle_conns=9000
 proxies="wsedge nginx-ip_hash nginx-consistent haproxy caddy"
-figures="idle echo-1000x64 echo-1000x4k echo-100x64 handshake-50"
+figures="idle echo-1000x64 echo-1000x4k echo-100x64 echo-100x64-10k handshake-50"
 out=$PWD/bench-results.json
 echo_duration=4s
 echo_warmup=1s
@@ -203,6 +203,10 @@ run_figure() {
 		--warmup "$echo_warmup" --pids "$pids" --backend-pids "$first_backends" --json ;;
 	echo-100x64) "$wsedge" bench echo "${targets[@]:0:2}" --conns 100 --size 64 --duration "$echo_duration" \
 		--warmup "$echo_warmup" --pids "$pids" --backend-pids "$first_backends" --json ;;
+	# The same connections at a fixed offered load that every proxy here
+	# sustains: latency and CPU for the same work.
+	echo-100x64-10k) "$wsedge" bench echo "${targets[@]:0:2}" --conns 100 --size 64 --rate 10000 \
+		--duration "$echo_duration" --warmup "$echo_warmup" --pids "$pids" --backend-pids "$first_backends" --json ;;
 	handshake-50) "$wsedge" bench handshake "${targets[@]:0:2}" --workers 50 --duration "$hs_duration" \
 		--warmup "$hs_warmup" --pids "$pids" --backend-pids "$first_backends" --json ;;
 	esac
@@ -273,6 +277,8 @@ rows=(
 	"echo msgs per proxy CPU-s, 1,000 conns × 4 KiB|echo-1000x4k|.msgs_per_proxy_cpu_s|high|%.0f"
 	"echo msgs per proxy CPU-s, 100 conns × 64 B|echo-100x64|.msgs_per_proxy_cpu_s|high|%.0f"
 	"p99 latency, 100 conns × 64 B closed loop, ms (lower is better)|echo-100x64|.latency.p99_ns / 1e6|low|%.2f"
+	"p99 latency, 100 conns × 64 B at 10,000 msgs/s offered, ms (lower is better)|echo-100x64-10k|.latency.p99_ns / 1e6|low|%.2f"
+	"echo msgs per proxy CPU-s, 100 conns × 64 B at 10,000 msgs/s offered|echo-100x64-10k|.msgs_per_proxy_cpu_s|high|%.0f"
 	"handshakes per proxy CPU-s (50 workers)|handshake-50|.handshakes_per_proxy_cpu_s|high|%.0f"
 )
 anchors=()

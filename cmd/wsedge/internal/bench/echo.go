@@ -32,6 +32,13 @@ type EchoConfig struct {
 	// Conns is the number of connections, each a closed loop: send one
 	// message, wait for its echo, repeat. Required.
 	Conns int
+	// Rate, when positive, is the offered load in messages per second over
+	// all connections: each sends on a fixed schedule (waiting for every
+	// echo before the next send) instead of as fast as echoes come back,
+	// and latency counts from when a message was due, so that a proxy
+	// falling behind is not excused by sending later (coordinated
+	// omission). Zero means closed loops.
+	Rate float64
 	// Size is the payload of each binary message in bytes. Zero means 64.
 	Size int
 	// Duration is the measured window. Zero means 5s.
@@ -52,13 +59,15 @@ type EchoResult struct {
 	Conns  int     `json:"conns"`
 	Opened int     `json:"opened"`
 	Size   int     `json:"size"`
+	Rate   float64 `json:"rate,omitempty"` // offered msgs/s; 0 for closed loops
 	Window float64 `json:"window_s"`
 	// Messages echoed within the window; each is Size bytes each way.
 	Messages    int64   `json:"messages"`
 	MsgsPerSec  float64 `json:"msgs_per_s"`
 	BytesPerSec float64 `json:"bytes_per_s"` // payload bytes echoed per second, one way
-	// Latency is from send to the echo's last byte, for messages sent and
-	// echoed within the window.
+	// Latency is from send (from when the message was due, at a fixed
+	// rate) to the echo's last byte, for messages sent and echoed within
+	// the window.
 	Latency Latency `json:"latency"`
 	// Lost counts connections that failed during the run.
 	Lost       int    `json:"lost"`
@@ -82,6 +91,9 @@ func (c *EchoConfig) defaults() error {
 	if c.Duration <= 0 {
 		c.Duration = 5 * time.Second
 	}
+	if c.Rate < 0 {
+		return errors.New("echo: rate must not be negative")
+	}
 	return nil
 }
 
@@ -97,7 +109,7 @@ func Echo(ctx context.Context, cfg EchoConfig) (EchoResult, error) {
 	if err != nil {
 		return EchoResult{}, err
 	}
-	res := EchoResult{Target: cfg.Targets.String(), Conns: cfg.Conns, Size: cfg.Size}
+	res := EchoResult{Target: cfg.Targets.String(), Conns: cfg.Conns, Size: cfg.Size, Rate: cfg.Rate}
 	// One frame plus header fits the reader's buffer, so an echo is read
 	// with one system call when it has arrived whole.
 	op := openConns(ctx, d, 0, cfg.Conns, 0, cfg.Size+ws.MaxHeaderSize)
@@ -121,9 +133,13 @@ func Echo(ctx context.Context, cfg EchoConfig) (EchoResult, error) {
 		lost  int
 		first error
 	)
+	var every time.Duration // each connection's interval at a fixed rate
+	if cfg.Rate > 0 {
+		every = time.Duration(float64(len(op.conns)) / cfg.Rate * float64(time.Second))
+	}
 	for i, c := range op.conns {
 		wg.Go(func() {
-			n, err := echoLoop(runCtx, c, cfg.Size, i, &phase, rec)
+			n, err := echoLoop(runCtx, c, cfg.Size, i, every, &phase, rec)
 			count.Add(n)
 			if err != nil && runCtx.Err() == nil {
 				errMu.Lock()
@@ -175,9 +191,10 @@ func Echo(ctx context.Context, cfg EchoConfig) (EchoResult, error) {
 }
 
 // echoLoop sends one message, waits for its echo and repeats until ctx
-// ends or the connection fails. It returns the number of echoes completed
-// within the window.
-func echoLoop(ctx context.Context, c *clientConn, size, id int, phase *atomic.Int32, rec *recorder) (int64, error) {
+// ends or the connection fails: at once, or, with every set, when the
+// next message is due. It returns the number of echoes completed within
+// the window.
+func echoLoop(ctx context.Context, c *clientConn, size, id int, every time.Duration, phase *atomic.Int32, rec *recorder) (int64, error) {
 	payload := make([]byte, size)
 	for i := range payload {
 		payload[i] = byte(rand.Uint32())
@@ -185,8 +202,25 @@ func echoLoop(ctx context.Context, c *clientConn, size, id int, phase *atomic.In
 	frame := clientFrame(ws.OpBinary, payload, c.fr.mask)
 	buf := make([]byte, 0, size)
 	var n int64
+	// Connections start at random points of their interval, so that the
+	// load is spread rather than in waves.
+	due := time.Now().Add(time.Duration(rand.Int64N(int64(max(every, 1)))))
+	wait := time.NewTimer(0)
+	defer wait.Stop()
+	<-wait.C
 	for ctx.Err() == nil {
 		sent := time.Now()
+		if every > 0 {
+			if d := time.Until(due); d > 0 {
+				wait.Reset(d)
+				select {
+				case <-ctx.Done():
+					return n, nil
+				case <-wait.C:
+				}
+			}
+			sent, due = due, due.Add(every)
+		}
 		inWindow := phase.Load() == phaseMeasuring
 		if _, err := c.conn.Write(frame); err != nil {
 			return n, fmt.Errorf("send: %w", err)

@@ -106,6 +106,31 @@ func TestEchoThroughBackend(t *testing.T) {
 	}
 }
 
+// At a fixed rate the connections send what was asked for, not as much as
+// the backend can echo, and a message's latency counts from when it was
+// due.
+func TestEchoAtFixedRate(t *testing.T) {
+	_, tg := startBackend(t)
+	res, err := Echo(t.Context(), EchoConfig{
+		Targets: Targets{tg}, Sources: testSources(t), Conns: 4, Rate: 400,
+		Duration: 500 * time.Millisecond, Warmup: 100 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 400/s for 0.5s is 200 messages; a closed loop on loopback does
+	// thousands in that time.
+	if res.Messages < 150 || res.Messages > 250 {
+		t.Errorf("%d messages at 400/s in %.2fs, want about 200", res.Messages, res.Window)
+	}
+	if res.Rate != 400 || res.Lost != 0 {
+		t.Errorf("rate %g, lost %d (%s); want 400 and 0", res.Rate, res.Lost, res.FirstError)
+	}
+	if _, err := Echo(t.Context(), EchoConfig{Targets: Targets{tg}, Conns: 1, Rate: -1}); err == nil {
+		t.Error("a negative rate was taken")
+	}
+}
+
 func TestEchoReportsConnectionsClosedByThePeer(t *testing.T) {
 	tg := startClosingServer(t, 0)
 	res, err := Echo(t.Context(), EchoConfig{Targets: Targets{tg}, Conns: 3, Duration: 200 * time.Millisecond})

@@ -37,7 +37,7 @@ func (r EchoResult) rows() []row {
 	rows := []row{
 		{"target", r.Target},
 		{"connections", fmt.Sprintf("%d opened of %d, %d lost", r.Opened, r.Conns, r.Lost)},
-		{"message", fmt.Sprintf("%d bytes binary, closed loop", r.Size)},
+		{"message", fmt.Sprintf("%d bytes binary, %s", r.Size, r.load())},
 		{"window", fmt.Sprintf("%.2fs", r.Window)},
 		{"messages", fmt.Sprintf("%d (%.0f/s, %s/s)", r.Messages, r.MsgsPerSec, bytesHuman(r.BytesPerSec))},
 	}
@@ -47,6 +47,14 @@ func (r EchoResult) rows() []row {
 		rows = append(rows, row{"msgs per proxy cpu-s", fmt.Sprintf("%.0f", r.MsgsPerProxyCPUSecond)})
 	}
 	return withError(rows, r.FirstError)
+}
+
+// load says how messages were offered.
+func (r EchoResult) load() string {
+	if r.Rate > 0 {
+		return fmt.Sprintf("offered at %.0f/s", r.Rate)
+	}
+	return "closed loop"
 }
 
 func (r HandshakeResult) rows() []row {
