@@ -127,11 +127,10 @@ func closeCode(tb testing.TB, c *websocket.Conn, within time.Duration) int {
 	}
 }
 
-// TestGoroutineDriver runs the relay's tests again with every connection on
-// the goroutine driver, which TLS connections use; the others run on the
-// event loops where the platform has them.
-func TestGoroutineDriver(t *testing.T) {
-	for name, test := range map[string]func(*testing.T){
+// relayTests are the relay's tests, run again through each other way a
+// connection can be driven.
+func relayTests() map[string]func(*testing.T) {
+	return map[string]func(*testing.T){
 		"Echo":                   TestEchoThroughProxy,
 		"Compression":            TestSubprotocolAndCompressionEndToEnd,
 		"CloseCodes":             TestCloseCodesPassThrough,
@@ -143,7 +142,14 @@ func TestGoroutineDriver(t *testing.T) {
 		"ShutdownClosesWith1001": TestShutdownClosesWith1001,
 		"HangUpWithLastBytes":    TestClientHangingUpWithItsLastBytes,
 		"ClientGone":             TestClientGoneTellsBackend,
-	} {
+	}
+}
+
+// TestGoroutineDriver runs the relay's tests again with every connection on
+// the goroutine driver, which TLS connections use; the others run on the
+// event loops where the platform has them.
+func TestGoroutineDriver(t *testing.T) {
+	for name, test := range relayTests() {
 		t.Run(name, test)
 	}
 }
@@ -151,16 +157,7 @@ func TestGoroutineDriver(t *testing.T) {
 // TestWithoutRing runs the relay's tests again with every read and write a
 // system call of its own, as on a kernel without io_uring.
 func TestWithoutRing(t *testing.T) {
-	for name, test := range map[string]func(*testing.T){
-		"Echo":                TestEchoThroughProxy,
-		"CloseCodes":          TestCloseCodesPassThrough,
-		"BackendDeath":        TestBackendDeathGives1012,
-		"ProtocolViolations":  TestProtocolViolationsAnswered,
-		"SlowConsumer":        TestSlowConsumerClosed,
-		"PingsPassThrough":    TestPeerPingsPassThrough,
-		"HangUpWithLastBytes": TestClientHangingUpWithItsLastBytes,
-		"ClientGone":          TestClientGoneTellsBackend,
-	} {
+	for name, test := range relayTests() {
 		t.Run(name, test)
 	}
 }
