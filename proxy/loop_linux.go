@@ -115,6 +115,7 @@ type loop struct {
 	// io_uring is not available, and each is then a system call of its own.
 	ring    *ioRing
 	ringErr error // why ring is nil
+	batches int   // system calls the ring made, for tests
 	// quietSince is when the loop last woke to no events, zero while
 	// events keep coming: a loop quiet for bufsKeptIdle gives its buffers
 	// back to the shared pool, which the collector may then free.

@@ -128,6 +128,7 @@ func (l *loop) performRing(ops []ioOp, start int) int {
 		pushed++
 	}
 	took, err := r.submit(pushed)
+	l.batches++
 	if err == nil && took != pushed {
 		err = errRingSubmission
 	}

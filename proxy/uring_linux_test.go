@@ -6,12 +6,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/gorilla/websocket"
 	"golang.org/x/sys/unix"
 
 	"github.com/wsedge/wsedge/upstream"
+	"github.com/wsedge/wsedge/upstream/upstreamtest"
 )
 
 // ringOrSkip is a ring, or a skip where the kernel has none to give.
@@ -167,5 +171,59 @@ func TestRingFailureFallsBack(t *testing.T) {
 	}
 	if n, _ := unix.Read(int(conns[1].bfd), buf); n > 0 {
 		t.Errorf("the dropped write reached its socket: %q", buf[:n])
+	}
+}
+
+// Many clients at once make the loops batch their reads and writes
+// through the ring, and every echo comes back whole and in order.
+func TestManyClientsThroughTheRing(t *testing.T) {
+	if r, err := newIORing(); err != nil {
+		t.Skipf("no io_uring here: %v", err)
+	} else {
+		r.close()
+	}
+	b := upstreamtest.Start(t)
+	p := startProxy(t, Config{}, b)
+	const clients, messages = 40, 100
+	var wg sync.WaitGroup
+	errs := make(chan error, clients)
+	for i := range clients {
+		c := dial(t, p, "/", nil)
+		wg.Go(func() {
+			c.SetReadDeadline(time.Now().Add(20 * time.Second))
+			for m := range messages {
+				msg := bytes.Repeat([]byte{byte(i), byte(m)}, 1+(i*m)%3000)
+				if err := c.WriteMessage(websocket.BinaryMessage, msg); err != nil {
+					errs <- err
+					return
+				}
+				_, got, err := c.ReadMessage()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if !bytes.Equal(got, msg) {
+					errs <- fmt.Errorf("client %d, message %d: %d bytes back for %d", i, m, len(got), len(msg))
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	// Once the loops have stopped, their counts can be read.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	p.srv.Shutdown(ctx)
+	batches := 0
+	for _, l := range p.srv.poll.loops {
+		batches += l.batches
+	}
+	t.Logf("%d clients × %d echoes; the loops made %d ring calls", clients, messages, batches)
+	if batches == 0 {
+		t.Error("the loops never used their ring")
 	}
 }
