@@ -262,23 +262,12 @@ func (c *econn) onEvent(fd int, events uint32, now int64) {
 // starve the others.
 func (c *econn) drive(d *flow, now int64) {
 	for !c.gone && !d.busy {
-		if len(d.out) > 0 {
-			if d.closed || d.dstDead {
-				d.out = nil
-				continue
-			}
-			if !d.blocked {
-				c.loop.queue(ioOp{c: c, d: d, kind: opWriteOut, p: d.out})
-			}
-			return
+		if d.closed || d.dstDead {
+			d.out, d.own = nil, nil // nothing more goes to dst
 		}
-		if d.own != nil && !d.midFrame {
-			if d.closed || d.dstDead {
-				d.own = nil
-				continue
-			}
+		if len(d.out) > 0 || d.own != nil && !d.midFrame {
 			if !d.blocked {
-				c.loop.queue(ioOp{c: c, d: d, kind: opWriteOwn, p: *d.own})
+				c.queueWrite(d)
 			}
 			return
 		}
@@ -293,6 +282,16 @@ func (c *econn) drive(d *flow, now int64) {
 		buf := c.loop.getBuf()
 		c.loop.queue(ioOp{c: c, d: d, kind: opRead, p: *buf, buf: buf})
 		return
+	}
+}
+
+// queueWrite asks the loop to write what d holds for its destination: the
+// relayed bytes first, the proxy's own frames once between frames.
+func (c *econn) queueWrite(d *flow) {
+	if len(d.out) > 0 {
+		c.loop.queue(ioOp{c: c, d: d, kind: opWriteOut, p: d.out})
+	} else {
+		c.loop.queue(ioOp{c: c, d: d, kind: opWriteOwn, p: *d.own})
 	}
 }
 
@@ -338,7 +337,6 @@ func (c *econn) readDone(d *flow, buf *[]byte, n int, err error, now int64) {
 		return
 	case errors.Is(err, unix.EAGAIN):
 		d.readable = false
-	case errors.Is(err, errSkipped):
 	case err == nil:
 		c.srcEnded(d, nil, now)
 	default:
@@ -435,7 +433,7 @@ func (c *econn) ownWritten(d *flow, n, sent int, err error, now int64) {
 // stalled handles a write to d's destination that did not take
 // everything: dst is full, or failed.
 func (c *econn) stalled(d *flow, err error, now int64) {
-	if err != nil && !errors.Is(err, unix.EAGAIN) && !errors.Is(err, errSkipped) {
+	if err != nil && !errors.Is(err, unix.EAGAIN) {
 		d.dstDead = true
 		d.out, d.own = nil, nil
 		if d == &c.upf {
@@ -465,7 +463,7 @@ func (c *econn) sendOwn(d *flow, frame []byte, isClose bool, now int64) {
 	d.ownClose = isClose
 	*d.own = append(*d.own, frame...)
 	if !d.busy && !d.blocked && !d.midFrame && len(d.out) == 0 {
-		c.loop.queue(ioOp{c: c, d: d, kind: opWriteOwn, p: *d.own})
+		c.queueWrite(d)
 	}
 }
 

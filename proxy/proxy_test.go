@@ -104,6 +104,20 @@ func whoami(tb testing.TB, c *websocket.Conn) string {
 
 // closeCode reads until the connection ends and returns the close code the
 // client got; -1 when the connection ended without a close frame.
+// dialEach opens n connections one after the other, each relaying a
+// message before the next opens, gap apart.
+func dialEach(tb testing.TB, p *testProxy, n int, gap time.Duration) []*websocket.Conn {
+	tb.Helper()
+	var conns []*websocket.Conn
+	for range n {
+		c := dial(tb, p, "/", nil)
+		whoami(tb, c)
+		conns = append(conns, c)
+		time.Sleep(gap)
+	}
+	return conns
+}
+
 func closeCode(tb testing.TB, c *websocket.Conn, within time.Duration) int {
 	tb.Helper()
 	c.SetReadDeadline(time.Now().Add(within))
@@ -612,12 +626,7 @@ func TestPeerPingsPassThrough(t *testing.T) {
 func TestShutdownClosesWith1001(t *testing.T) {
 	b := upstreamtest.Start(t)
 	p := startProxy(t, Config{}, b)
-	var conns []*websocket.Conn
-	for range 20 {
-		c := dial(t, p, "/", nil)
-		whoami(t, c)
-		conns = append(conns, c)
-	}
+	conns := dialEach(t, p, 20, 0)
 	done := make(chan error, 1)
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -640,13 +649,7 @@ func TestShutdownClosesWith1001(t *testing.T) {
 func TestLoweredLimitShedsNewest(t *testing.T) {
 	b := upstreamtest.Start(t)
 	p := startProxy(t, Config{}, b)
-	var conns []*websocket.Conn
-	for range 5 {
-		c := dial(t, p, "/", nil)
-		whoami(t, c)
-		conns = append(conns, c)
-		time.Sleep(2 * time.Millisecond) // distinct start times
-	}
+	conns := dialEach(t, p, 5, 2*time.Millisecond) // distinct start times
 	p.srv.SetConfig(Config{MaxConnections: 3})
 	for i, c := range conns[3:] {
 		if got := closeCode(t, c, 5*time.Second); got != 1013 {

@@ -76,20 +76,19 @@ const (
 	ioOpSend = 26 // IORING_OP_SEND
 	ioOpRecv = 27 // IORING_OP_RECV
 
-	ioSetupSubmitAll  = 1 << 7 // IORING_SETUP_SUBMIT_ALL: an entry that fails does not stop the ones after it
-	ioFeatSingleMmap  = 1 << 0 // IORING_FEAT_SINGLE_MMAP
-	ioEnterGetEvents  = 1 << 0 // IORING_ENTER_GETEVENTS
-	ioOffSQEs         = 0x10000000
-	ioRingBatch       = 256 // entries per system call
-	ioSendFlags       = unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL
-	ioRecvFlags       = unix.MSG_DONTWAIT
-	errRingNotUsable  = ringError("io_uring does not complete non-blocking socket operations at once here")
-	errRingSubmission = ringError("io_uring took fewer operations than it was given")
+	ioSetupSubmitAll = 1 << 7 // IORING_SETUP_SUBMIT_ALL: an entry that fails does not stop the ones after it
+	ioFeatSingleMmap = 1 << 0 // IORING_FEAT_SINGLE_MMAP
+	ioEnterGetEvents = 1 << 0 // IORING_ENTER_GETEVENTS
+	ioOffSQEs        = 0x10000000
+	ioRingBatch      = 256 // entries per system call
+	ioSendFlags      = unix.MSG_DONTWAIT | unix.MSG_NOSIGNAL
+	ioRecvFlags      = unix.MSG_DONTWAIT
 )
 
-type ringError string
-
-func (e ringError) Error() string { return string(e) }
+var (
+	errRingNotUsable  = errors.New("io_uring does not complete non-blocking socket operations at once here")
+	errRingSubmission = errors.New("io_uring took fewer operations than it was given")
+)
 
 // newIORing sets up a ring for batches of up to ioRingBatch operations and
 // checks that the kernel completes a non-blocking receive at once: a

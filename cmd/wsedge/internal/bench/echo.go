@@ -202,22 +202,17 @@ func echoLoop(ctx context.Context, c *clientConn, size, id int, every time.Durat
 	frame := clientFrame(ws.OpBinary, payload, c.fr.mask)
 	buf := make([]byte, 0, size)
 	var n int64
-	// Connections start at random points of their interval, so that the
-	// load is spread rather than in waves.
-	due := time.Now().Add(time.Duration(rand.Int64N(int64(max(every, 1)))))
-	wait := time.NewTimer(0)
-	defer wait.Stop()
-	<-wait.C
+	var due time.Time // when the next message is due, at a fixed rate
+	if every > 0 {
+		// Connections start at random points of their interval, so that
+		// the load is spread rather than in waves.
+		due = time.Now().Add(rand.N(every))
+	}
 	for ctx.Err() == nil {
 		sent := time.Now()
 		if every > 0 {
-			if d := time.Until(due); d > 0 {
-				wait.Reset(d)
-				select {
-				case <-ctx.Done():
-					return n, nil
-				case <-wait.C:
-				}
+			if d := time.Until(due); d > 0 && !sleep(ctx, d) {
+				return n, nil
 			}
 			sent, due = due, due.Add(every)
 		}
