@@ -28,6 +28,14 @@ type File struct {
 	// ShutdownTimeout bounds a graceful shutdown (shutdown_timeout).
 	// Default 30s.
 	ShutdownTimeout time.Duration
+	// AdminTokenFile holds a bearer token every admin endpoint but
+	// /healthz and /readyz requires (admin_token_file); read again on
+	// SIGHUP. Default "": no token.
+	AdminTokenFile string
+	// MetricsListen serves /metrics alone on its own address
+	// (metrics_listen), so that a scraper reaches nothing else. Default "":
+	// /metrics only on admin_listen.
+	MetricsListen string
 
 	TLS         TLS
 	UpstreamTLS UpstreamTLS
@@ -43,6 +51,7 @@ type File struct {
 	WebSocket WebSocket
 	Rebalance Rebalance
 	Limits    Limits
+	Tuning    Tuning
 }
 
 // TLS is the [tls] table: the certificate clients see. Both fields are set or
@@ -137,6 +146,13 @@ type Discovery struct {
 	// across regions, "local" for nodes that all run on one host over
 	// loopback (memberlist's LAN, WAN and local defaults). Default "lan".
 	Profile string
+	// AllowPlaintextGossip lets gossip bound to a non-loopback address run
+	// without SecretFile (allow_plaintext_gossip): anyone who reaches the
+	// port could then put backends in the ring. Default false.
+	AllowPlaintextGossip bool
+	// AllowedBackends, when set, are the only networks a gossiped backend
+	// address may be in (allowed_backends). Default none: any address.
+	AllowedBackends []netip.Prefix
 }
 
 // WebSocket is the [websocket] table: per-connection behaviour.
@@ -189,6 +205,18 @@ type Limits struct {
 	MaxHeaderBytes int64
 }
 
+// Tuning is the [tuning] table: how the proxy uses the machine.
+type Tuning struct {
+	// Loops is the number of event loops (loops), 0..1024. Default 0: one
+	// per processor the Go runtime may use (GOMAXPROCS, which follows a
+	// container's CPU limit).
+	Loops int
+	// IOUring is "auto" (batch the loops' reads and writes through
+	// io_uring where the kernel has it) or "off" (a system call per read
+	// and write) (io_uring). Default "auto".
+	IOUring string
+}
+
 // Default returns the built-in configuration, the values SPEC.md documents.
 // Its single upstream, 127.0.0.1:9001, makes `wsedge serve` without a file
 // useful on one machine. Each call returns a new File.
@@ -228,5 +256,6 @@ func Default() *File {
 			MigrateRate: 200,
 		},
 		Limits: Limits{MaxHeaderBytes: 16 << 10},
+		Tuning: Tuning{IOUring: "auto"},
 	}
 }

@@ -391,6 +391,46 @@ func TestParseProblems(t *testing.T) {
 			want: []string{`p.toml:1: discovery.join: set, but discovery is off: set discovery.bind too`},
 		},
 		{
+			name: "gossip beyond loopback without a key",
+			give: "discovery.bind = \"0.0.0.0:7946\"\n",
+			want: []string{"p.toml:1: discovery.secret_file: needed: gossip on 0.0.0.0:7946 is reachable beyond this host, and without a key anyone who reaches it can put backends in the ring; create one with `head -c 32 /dev/urandom | base64 > gossip.key` and give every node the same, or set discovery.allow_plaintext_gossip = true on purpose"},
+		},
+		{
+			name: "gossip on every address without a key",
+			give: "discovery.bind = \":7946\"\n",
+			want: []string{"p.toml:1: discovery.secret_file: needed: gossip on :7946 is reachable beyond this host, and without a key anyone who reaches it can put backends in the ring; create one with `head -c 32 /dev/urandom | base64 > gossip.key` and give every node the same, or set discovery.allow_plaintext_gossip = true on purpose"},
+		},
+		{
+			name: "plaintext gossip on purpose",
+			give: "discovery.bind = \"0.0.0.0:7946\"\ndiscovery.allow_plaintext_gossip = true\n",
+		},
+		{
+			name: "plaintext gossip on loopback",
+			give: "discovery.bind = \"127.0.0.1:7946\"\n",
+		},
+		{
+			name: "plaintext gossip on localhost",
+			give: "discovery.bind = \"localhost:7946\"\n",
+		},
+		{
+			name: "tuning out of range",
+			give: "tuning.loops = -1\ntuning.io_uring = \"on\"\n",
+			want: []string{
+				`p.toml:1: tuning.loops: -1 out of range (want 0..1024)`,
+				`p.toml:2: tuning.io_uring: unknown value "on" (want "auto" or "off")`,
+			},
+		},
+		{
+			name: "metrics listener without port",
+			give: "metrics_listen = \"10.0.0.5\"\n",
+			want: []string{`p.toml:1: metrics_listen: invalid address "10.0.0.5" (want host:port, e.g. "127.0.0.1:9001")`},
+		},
+		{
+			name: "allowed backends not CIDRs",
+			give: "discovery.allowed_backends = [\"10.0.0.0/33\"]\n",
+			want: []string{`p.toml:1: discovery.allowed_backends[0]: invalid CIDR "10.0.0.0/33" (want e.g. "10.0.0.0/8" or "192.0.2.1")`},
+		},
+		{
 			name: "origin with path",
 			give: "websocket.allowed_origins = [\"https://example.com/app\"]\n",
 			want: []string{`p.toml:1: websocket.allowed_origins[0]: invalid origin "https://example.com/app" (want scheme://host[:port], e.g. "https://example.com"; an empty list allows any)`},

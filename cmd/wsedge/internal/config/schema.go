@@ -49,6 +49,8 @@ func schema(f *File) []field {
 		str("log_format", &f.LogFormat),
 		boolean("proxy_protocol", &f.ProxyProtocol),
 		duration("shutdown_timeout", &f.ShutdownTimeout),
+		str("admin_token_file", &f.AdminTokenFile),
+		str("metrics_listen", &f.MetricsListen),
 		table("tls",
 			str("cert", &f.TLS.Cert),
 			str("key", &f.TLS.Key),
@@ -92,6 +94,8 @@ func schema(f *File) []field {
 			strs("join", &f.Discovery.Join),
 			str("secret_file", &f.Discovery.SecretFile),
 			str("profile", &f.Discovery.Profile),
+			boolean("allow_plaintext_gossip", &f.Discovery.AllowPlaintextGossip),
+			prefixes("allowed_backends", &f.Discovery.AllowedBackends),
 		),
 		table("websocket",
 			duration("handshake_timeout", &f.WebSocket.HandshakeTimeout),
@@ -110,6 +114,10 @@ func schema(f *File) []field {
 			integer("max_connections", &f.Limits.MaxConnections),
 			integer("max_connections_per_ip", &f.Limits.MaxConnectionsPerIP),
 			size("max_header_bytes", &f.Limits.MaxHeaderBytes),
+		),
+		table("tuning",
+			integer("loops", &f.Tuning.Loops),
+			str("io_uring", &f.Tuning.IOUring),
 		),
 	}
 }

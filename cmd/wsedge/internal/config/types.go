@@ -105,6 +105,21 @@ func checkHostPort(s string, listener bool) error {
 	return nil
 }
 
+// loopbackHost reports whether the host of a host:port address is a
+// loopback address or "localhost": reachable from this host alone. An
+// empty host, every address, is not.
+func loopbackHost(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
+}
+
 // isHostname reports whether s is a plausible DNS name (RFC 1123), allowing
 // the underscores that container and service names often carry. A name whose
 // last label is all digits was meant as an IPv4 address and is refused, so

@@ -80,6 +80,7 @@ func (v *validator) check(f *File) {
 	v.websocket(f)
 	v.rebalance(f)
 	v.limits(f)
+	v.tuning(f)
 }
 
 func (v *validator) top(f *File) {
@@ -90,6 +91,9 @@ func (v *validator) top(f *File) {
 	}
 	if f.AdminListen != "" {
 		v.hostPort("admin_listen", f.AdminListen, true)
+	}
+	if f.MetricsListen != "" {
+		v.hostPort("metrics_listen", f.MetricsListen, true)
 	}
 	v.oneOf("log_level", f.LogLevel, "debug", "info", "warn", "error")
 	v.oneOf("log_format", f.LogFormat, "json", "console")
@@ -190,6 +194,12 @@ func (v *validator) discovery(f *File) {
 	if d.Bind == "" && len(d.Join) > 0 && v.ok("discovery.bind") {
 		v.addf("discovery.join", "set, but discovery is off: set discovery.bind too")
 	}
+	if d.Bind != "" && checkHostPort(d.Bind, true) == nil && d.SecretFile == "" && !d.AllowPlaintextGossip && !loopbackHost(d.Bind) &&
+		v.ok("discovery.bind", "discovery.secret_file", "discovery.allow_plaintext_gossip") {
+		v.addf("discovery.secret_file", "needed: gossip on %s is reachable beyond this host, and without a key anyone "+
+			"who reaches it can put backends in the ring; create one with `head -c 32 /dev/urandom | base64 > gossip.key` "+
+			"and give every node the same, or set discovery.allow_plaintext_gossip = true on purpose", d.Bind)
+	}
 }
 
 func (v *validator) websocket(f *File) {
@@ -227,6 +237,11 @@ func (v *validator) limits(f *File) {
 	if f.Limits.MaxHeaderBytes < 1024 && v.ok("limits.max_header_bytes") {
 		v.addf("limits.max_header_bytes", "%d too small (want at least 1024)", f.Limits.MaxHeaderBytes)
 	}
+}
+
+func (v *validator) tuning(f *File) {
+	v.between("tuning.loops", f.Tuning.Loops, 0, 1024)
+	v.oneOf("tuning.io_uring", f.Tuning.IOUring, "auto", "off")
 }
 
 func (v *validator) hostPort(key, addr string, listener bool) {
