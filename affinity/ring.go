@@ -16,10 +16,17 @@ import (
 // Ketama use the same number.
 const DefaultVNodes = 160
 
+// MaxWeight is the largest weight a member counts with; more counts as
+// MaxWeight. A member holds vnodes × weight points of 16 bytes, and weights
+// reach the ring from gossip as well as from the config, so without a bound
+// one member advertising a weight of a billion would make every proxy try
+// to allocate terabytes. 1000 is the config's own upper bound.
+const MaxWeight = 1000
+
 // Member is one backend on the ring. Addr ("host:port") is its identity.
 type Member struct {
 	Addr   string
-	Weight int // >= 1; 0 (or less) is treated as 1
+	Weight int // 1..MaxWeight; less counts as 1, more as MaxWeight
 }
 
 // point is one virtual node: a position on the circle and the index of the
@@ -55,7 +62,8 @@ type Ring struct {
 // cluster route a key to the same backend. Members with an empty Addr are
 // ignored, since they could never be dialled. The ring holds vnodes × the
 // sum of weights points of 16 bytes each, so weights are meant to be small
-// integers (1 to 100), as configuration validation should ensure.
+// integers (1 to 100); they are clamped to 1..MaxWeight here whatever the
+// caller checked, so that no input can make the ring unboundedly large.
 func NewRing(members []Member, vnodes int) *Ring {
 	if vnodes <= 0 {
 		vnodes = DefaultVNodes
@@ -105,16 +113,14 @@ func NewRing(members []Member, vnodes int) *Ring {
 }
 
 // normalizeMembers returns a sorted copy of members with unique, non-empty
-// addresses and weights of at least 1.
+// addresses and weights within 1..MaxWeight.
 func normalizeMembers(members []Member) []Member {
 	ms := make([]Member, 0, len(members))
 	for _, m := range members {
 		if m.Addr == "" {
 			continue
 		}
-		if m.Weight < 1 {
-			m.Weight = 1
-		}
+		m.Weight = min(max(m.Weight, 1), MaxWeight)
 		ms = append(ms, m)
 	}
 	slices.SortFunc(ms, func(a, b Member) int {
@@ -183,7 +189,7 @@ func (r *Ring) Member(i int) Member {
 }
 
 // Members returns a copy of the members, sorted by Addr, with duplicate
-// addresses merged and weights of at least 1.
+// addresses merged and weights within 1..MaxWeight.
 func (r *Ring) Members() []Member {
 	if r == nil {
 		return nil

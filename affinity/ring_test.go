@@ -82,6 +82,11 @@ func TestNewRingMembers(t *testing.T) {
 			want: []Member{{"a:1", 1}, {"b:1", 1}},
 		},
 		{
+			name: "weights above MaxWeight count as MaxWeight",
+			give: []Member{{"a:1", 100_000}, {"b:1", MaxWeight + 1}, {"c:1", MaxWeight}},
+			want: []Member{{"a:1", MaxWeight}, {"b:1", MaxWeight}, {"c:1", MaxWeight}},
+		},
+		{
 			name: "duplicate address keeps the largest weight",
 			give: []Member{{"a:1", 2}, {"b:1", 1}, {"a:1", 5}, {"a:1", 1}},
 			want: []Member{{"a:1", 5}, {"b:1", 1}},
@@ -127,6 +132,16 @@ func TestNewRingMembers(t *testing.T) {
 				t.Error("Index found an address that is not a member")
 			}
 		})
+	}
+}
+
+// A member advertising a weight of a billion, as a rogue gossip node can,
+// gets no more points than one of weight MaxWeight: the ring stays a few
+// megabytes instead of terabytes.
+func TestNewRingBillionWeight(t *testing.T) {
+	r := NewRing([]Member{{"a:1", 1_000_000_000}, {"b:1", 1}}, DefaultVNodes)
+	if want := (MaxWeight + 1) * DefaultVNodes; len(r.points) != want || cap(r.points) != want {
+		t.Errorf("%d points (capacity %d), want %d", len(r.points), cap(r.points), want)
 	}
 }
 
