@@ -76,7 +76,7 @@ func (s *Server) Explain(key string) (Explanation, error) {
 	if err != nil {
 		return ex, nil
 	}
-	if b, ok := s.places.get(h, time.Now()); ok && b != ex.Backend {
+	if b, ok := s.places.peek(h, time.Now()); ok && b != ex.Backend {
 		if _, in := t.ring.Index(b); in {
 			ex.Why = fmt.Sprintf("bounded loads placed this key on %s when %s, its ring owner, was at its bound; it stays there while %s is in the ring",
 				b, ex.Backend, b)
@@ -84,6 +84,22 @@ func (s *Server) Explain(key string) (Explanation, error) {
 		}
 	}
 	return ex, nil
+}
+
+// peek is get without its side effect: a lookup promotes the key, which
+// would keep its placement alive for another generation, and an operator
+// asking where a key goes must not change where it goes.
+func (p *placements) peek(key uint64, now time.Time) (string, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if b, ok := p.cur[key]; ok {
+		return b, true
+	}
+	if len(p.cur) >= placementCap || now.Sub(p.rotated) >= placementTTL/2 {
+		return "", false // the next rotate drops the old generation
+	}
+	b, ok := p.old[key]
+	return b, ok
 }
 
 // Explain routes key over ring under cfg; see Server.Explain.
@@ -153,7 +169,9 @@ func (s *Server) Ready() bool { return !s.stopping.Load() && s.router.table().ri
 
 // AdminHandler serves the proxy's own admin endpoints: /healthz, /readyz,
 // /debug/ring (with ?key=K to explain one route) and /debug/connections
-// (with ?backend=B).
+// (with ?backend=B), which change nothing, and POST /debug/drain and
+// /debug/undrain, which do. It trusts whoever reaches it: serve it behind
+// an AdminGuard, so that a web page its operator visits cannot drive it.
 func (s *Server) AdminHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
