@@ -23,6 +23,8 @@ const benchUsage = `usage:
   wsedge bench handshake --target URL --workers W --duration 5s [--warmup 1s] [--pids ...] [--backend-pids ...]
   wsedge bench backend   --listen 127.0.100.1:9001 [--listen ...] [--duration 1h]
 Targets and sources must be loopback addresses. --json prints the result as JSON.
+Over TLS: wss:// targets, with --ca FILE or --insecure, and --tls-curves X25519,P256 to pin the key exchange.
+Behind a balancer: --proxy-protocol v1|v2 sends a PROXY protocol header before TLS and the upgrade.
 `
 
 // benchCmd runs `wsedge bench MODE`: flag parsing only; package bench does
@@ -74,10 +76,13 @@ type clientFlags struct {
 	proxy, backend   string
 	timeout, wait    time.Duration
 	duration, warmup time.Duration
+	insecure         bool
+	ca, curves       string
+	proxyProtocol    string
 }
 
 func (c *clientFlags) register(fs *flag.FlagSet, warmup time.Duration) {
-	fs.Var(&c.targets, "target", "ws:// URL on a loopback address; repeat for several (connections alternate)")
+	fs.Var(&c.targets, "target", "ws:// or wss:// URL on a loopback address; repeat for several (connections alternate)")
 	fs.StringVar(&c.sources, "sources", defaultSources, `local addresses to bind, round-robin ("" lets the kernel choose)`)
 	fs.StringVar(&c.proxy, "pids", "", "proxy process IDs, comma-separated: CPU (echo, handshake) or memory (idle) is read from /proc")
 	fs.StringVar(&c.backend, "backend-pids", "", "backend process IDs whose CPU is read")
@@ -85,30 +90,60 @@ func (c *clientFlags) register(fs *flag.FlagSet, warmup time.Duration) {
 	fs.DurationVar(&c.wait, "wait", 10*time.Second, "wait this long for the target to complete a handshake before starting")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "measured window")
 	fs.DurationVar(&c.warmup, "warmup", warmup, "unmeasured run before the window")
+	fs.BoolVar(&c.insecure, "insecure", false, "wss://: do not verify the server's certificate")
+	fs.StringVar(&c.ca, "ca", "", "wss://: PEM file of the certificates to trust (default: the system's roots)")
+	fs.StringVar(&c.curves, "tls-curves", "", `wss://: key exchanges to offer, in order, e.g. "X25519,P256" (default: Go's)`)
+	fs.StringVar(&c.proxyProtocol, "proxy-protocol", "", "send a PROXY protocol header of this version (v1 or v2) with each connection's own addresses")
 }
 
-// parsed returns the sources and PID lists, and waits for the targets.
-func (c *clientFlags) parsed(ctx context.Context) (src *bench.Sources, proxy, backend bench.PIDs, err error) {
+// clientSetup is what the shared flags describe, parsed.
+type clientSetup struct {
+	sources        *bench.Sources
+	transport      bench.Transport
+	proxy, backend bench.PIDs
+}
+
+// transport parses the PROXY protocol and TLS flags.
+func (c *clientFlags) transport() (bench.Transport, error) {
+	var tr bench.Transport
+	var err error
+	if tr.ProxyHeader, err = bench.ParseProxyVersion(c.proxyProtocol); err != nil {
+		return tr, err
+	}
+	curves, err := bench.ParseCurves(c.curves)
+	if err != nil {
+		return tr, err
+	}
+	tr.TLS, err = bench.ClientTLS(c.insecure, c.ca, curves)
+	return tr, err
+}
+
+// parsed returns the sources, transport and PID lists, and waits for the
+// targets.
+func (c *clientFlags) parsed(ctx context.Context) (s clientSetup, err error) {
 	if len(c.targets) == 0 {
-		return nil, nil, nil, errors.New("bench: --target is required")
+		return s, errors.New("bench: --target is required")
 	}
 	if c.sources != "" {
-		if src, err = bench.ParseSources(c.sources); err != nil {
-			return nil, nil, nil, err
+		if s.sources, err = bench.ParseSources(c.sources); err != nil {
+			return s, err
 		}
 	}
-	if proxy, err = bench.ParsePIDs(c.proxy); err != nil {
-		return nil, nil, nil, err
+	if s.transport, err = c.transport(); err != nil {
+		return s, err
 	}
-	if backend, err = bench.ParsePIDs(c.backend); err != nil {
-		return nil, nil, nil, err
+	if s.proxy, err = bench.ParsePIDs(c.proxy); err != nil {
+		return s, err
+	}
+	if s.backend, err = bench.ParsePIDs(c.backend); err != nil {
+		return s, err
 	}
 	for _, t := range c.targets {
-		if err := bench.WaitReady(ctx, t, c.wait); err != nil {
-			return nil, nil, nil, err
+		if err := bench.WaitReady(ctx, t, s.transport, c.wait); err != nil {
+			return s, err
 		}
 	}
-	return src, proxy, backend, nil
+	return s, nil
 }
 
 func echoFlags(ctx context.Context, fs *flag.FlagSet) func() (any, error) {
@@ -122,13 +157,13 @@ func echoFlags(ctx context.Context, fs *flag.FlagSet) func() (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		src, proxy, backend, err := c.parsed(ctx)
+		s, err := c.parsed(ctx)
 		if err != nil {
 			return nil, err
 		}
 		return bench.Echo(ctx, bench.EchoConfig{
-			Targets: c.targets, Sources: src, Conns: *conns, Size: n, Rate: *rate, Duration: c.duration, Warmup: c.warmup,
-			DialTimeout: c.timeout, Proxy: proxy, Backend: backend,
+			Targets: c.targets, Sources: s.sources, Transport: s.transport, Conns: *conns, Size: n, Rate: *rate,
+			Duration: c.duration, Warmup: c.warmup, DialTimeout: c.timeout, Proxy: s.proxy, Backend: s.backend,
 		})
 	}
 }
@@ -138,13 +173,13 @@ func handshakeFlags(ctx context.Context, fs *flag.FlagSet) func() (any, error) {
 	c.register(fs, time.Second)
 	workers := fs.Int("workers", 50, "concurrent connect-upgrade-close loops")
 	return func() (any, error) {
-		src, proxy, backend, err := c.parsed(ctx)
+		s, err := c.parsed(ctx)
 		if err != nil {
 			return nil, err
 		}
 		return bench.Handshake(ctx, bench.HandshakeConfig{
-			Targets: c.targets, Sources: src, Workers: *workers, Duration: c.duration, Warmup: c.warmup,
-			DialTimeout: c.timeout, Proxy: proxy, Backend: backend,
+			Targets: c.targets, Sources: s.sources, Transport: s.transport, Workers: *workers,
+			Duration: c.duration, Warmup: c.warmup, DialTimeout: c.timeout, Proxy: s.proxy, Backend: s.backend,
 		})
 	}
 }
@@ -171,6 +206,9 @@ func idleFlags(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.W
 			if err != nil {
 				return nil, err
 			}
+			if cfg.Transport, err = c.transport(); err != nil {
+				return nil, err
+			}
 			if c.sources != "" {
 				if cfg.Sources, err = bench.ParseSources(c.sources); err != nil {
 					return nil, err
@@ -178,9 +216,11 @@ func idleFlags(ctx context.Context, fs *flag.FlagSet, args []string, stdout io.W
 			}
 			return nil, bench.RunIdlePart(ctx, cfg, p, os.Stdin, stdout)
 		}
-		if cfg.Sources, cfg.PIDs, _, err = c.parsed(ctx); err != nil {
+		s, err := c.parsed(ctx)
+		if err != nil {
 			return nil, err
 		}
+		cfg.Sources, cfg.Transport, cfg.PIDs = s.sources, s.transport, s.proxy
 		cfg.Procs = *procs
 		if cfg.Procs == 0 {
 			cfg.Procs = (cfg.Conns + 17999) / 18000

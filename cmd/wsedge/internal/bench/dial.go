@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,11 +27,28 @@ const (
 	maxDialsInFlight = 128
 )
 
+// Transport is what a client connection carries beneath its WebSocket
+// handshake: a PROXY protocol header first when ProxyHeader asks for one,
+// as a balancer in front of the proxy would send, then TLS for wss://
+// targets. The zero value is plain TCP with Go's TLS defaults for wss://.
+type Transport struct {
+	// ProxyHeader, when v1 or v2, opens every connection with a PROXY
+	// protocol header naming the connection's own source and destination
+	// addresses, so the proxy sees the address it would have seen without
+	// the header.
+	ProxyHeader ProxyVersion
+	// TLS is the client configuration for wss:// targets (see ClientTLS).
+	// Each connection uses a copy without a session cache: no handshake
+	// resumes a session. Nil means crypto/tls's defaults, verifying against
+	// the system's roots. It is not modified.
+	TLS *tls.Config
+}
+
 // DialError says which connection failed and at what step.
 type DialError struct {
 	Source netip.Addr // zero when the kernel chose
 	Target string
-	Step   string // "connect" or "upgrade"
+	Step   string // "connect", "proxy header", "tls" or "upgrade"
 	Err    error
 }
 
@@ -48,24 +66,30 @@ func (e *DialError) Unwrap() error { return e.Err }
 // and to target i, round-robin over each list. It is safe for concurrent
 // use.
 type dialer struct {
-	targets Targets
-	sources *Sources
-	timeout time.Duration
+	targets   Targets
+	sources   *Sources
+	transport Transport
+	timeout   time.Duration
 }
 
-func newDialer(targets Targets, sources *Sources, timeout time.Duration) (*dialer, error) {
+func newDialer(targets Targets, sources *Sources, tr Transport, timeout time.Duration) (*dialer, error) {
 	if len(targets) == 0 {
 		return nil, errors.New("no target")
+	}
+	if tr.ProxyHeader > 2 {
+		return nil, fmt.Errorf("proxy protocol %v: want v1 or v2", tr.ProxyHeader)
 	}
 	if timeout <= 0 {
 		timeout = defaultDialTimeout
 	}
-	return &dialer{targets: targets, sources: sources, timeout: timeout}, nil
+	return &dialer{targets: targets, sources: sources, transport: tr, timeout: timeout}, nil
 }
 
-// dial connects and upgrades connection i. The returned reader holds any
-// bytes the server sent right after its 101 and then reads from the
-// connection; size is its buffer size.
+// dial connects and upgrades connection i, with a PROXY header and TLS as
+// d's Transport and the target say; the returned conn is a *tls.Conn for a
+// wss:// target. The returned reader holds any bytes the server sent right
+// after its 101 and then reads from the connection; size is its buffer
+// size.
 func (d *dialer) dial(ctx context.Context, i, size int) (net.Conn, *bufio.Reader, error) {
 	tg, src := d.targets.at(i), d.sources.At(i)
 	ctx, cancel := context.WithTimeout(ctx, d.timeout)
@@ -80,16 +104,18 @@ func (d *dialer) dial(ctx context.Context, i, size int) (net.Conn, *bufio.Reader
 	}
 	deadline, _ := ctx.Deadline()
 	_ = conn.SetDeadline(deadline)
-	// The deadline bounds the upgrade; a cancelled ctx cuts it short.
-	stop := context.AfterFunc(ctx, func() { _ = conn.SetDeadline(time.Unix(1, 0)) })
-	br, _, err := ws.Dialer{ReadBufferSize: handshakeBufferSize}.Upgrade(conn, tg.u)
+	// The deadline bounds the header, TLS and the upgrade; a cancelled ctx
+	// cuts them short.
+	raw := conn
+	stop := context.AfterFunc(ctx, func() { _ = raw.SetDeadline(time.Unix(1, 0)) })
+	conn, br, step, err := d.open(conn, tg)
 	stopped := stop()
 	if err == nil && !stopped {
 		err = context.Cause(ctx)
 	}
 	if err != nil {
 		conn.Close()
-		return nil, nil, &DialError{Source: src, Target: tg.Addr, Step: "upgrade", Err: err}
+		return nil, nil, &DialError{Source: src, Target: tg.Addr, Step: step, Err: err}
 	}
 	_ = conn.SetDeadline(time.Time{})
 	if br == nil {
@@ -97,6 +123,32 @@ func (d *dialer) dial(ctx context.Context, i, size int) (net.Conn, *bufio.Reader
 	}
 	// Bytes past the 101 sit in br (a pooled reader, kept for good).
 	return conn, bufio.NewReaderSize(io.MultiReader(br, conn), size), nil
+}
+
+// open takes a connected socket through the PROXY header, TLS and the
+// upgrade, and returns the connection to use from then on (the TLS one
+// for a wss:// target, even when it failed: closing it closes the socket)
+// and, on failure, the step it was at.
+func (d *dialer) open(conn net.Conn, tg Target) (_ net.Conn, br *bufio.Reader, step string, err error) {
+	if v := d.transport.ProxyHeader; v != 0 {
+		hdr, err := proxyHeader(v, conn.LocalAddr(), conn.RemoteAddr())
+		if err == nil {
+			_, err = conn.Write(hdr)
+		}
+		if err != nil {
+			return conn, nil, "proxy header", err
+		}
+	}
+	if tg.TLS {
+		tc := tls.Client(conn, connTLS(d.transport.TLS, tg))
+		conn = tc
+		// The socket's deadline bounds the handshake too.
+		if err := tc.Handshake(); err != nil {
+			return conn, nil, "tls", err
+		}
+	}
+	br, _, err = ws.Dialer{ReadBufferSize: handshakeBufferSize}.Upgrade(conn, tg.u)
+	return conn, br, "upgrade", err
 }
 
 // bindNoPort sets IP_BIND_ADDRESS_NO_PORT so that binding a source address
@@ -115,8 +167,8 @@ func bindNoPort(network, address string, c syscall.RawConn) error {
 // WaitReady retries a WebSocket handshake with target until one succeeds
 // or wait has passed, so that a run does not start before the proxy and
 // its backends are up. It returns the last error on timeout.
-func WaitReady(ctx context.Context, target Target, wait time.Duration) error {
-	d, err := newDialer(Targets{target}, nil, time.Second)
+func WaitReady(ctx context.Context, target Target, tr Transport, wait time.Duration) error {
+	d, err := newDialer(Targets{target}, nil, tr, time.Second)
 	if err != nil {
 		return err
 	}

@@ -31,6 +31,16 @@
 // IPv4 clients by their first three octets (nginx ip_hash) still spread
 // consecutive connections over their backends.
 //
+// # TLS and the PROXY protocol
+//
+// A wss:// target is reached over TLS (crypto/tls, Transport.TLS), with no
+// session cache: every connection makes a full handshake, as a client
+// coming for the first time does, and the handshake mode counts the key
+// exchange each one negotiated. Transport.ProxyHeader opens every
+// connection with a PROXY protocol header (v1 text or v2 binary, before
+// TLS) naming the connection's own source and destination, as a balancer
+// in front of the proxy would.
+//
 // Every target and every source must be a loopback address: the generator
 // exists to compare proxies on one machine, and refusing anything else
 // keeps a mistyped flag from flooding a real host.

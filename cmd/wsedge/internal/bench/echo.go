@@ -29,6 +29,9 @@ type EchoConfig struct {
 	Targets Targets
 	// Sources are bound round-robin; nil lets the kernel choose.
 	Sources *Sources
+	// Transport adds a PROXY protocol header and TLS (for wss:// targets)
+	// beneath the WebSocket handshake. The zero value is plain TCP.
+	Transport Transport
 	// Conns is the number of connections, each a closed loop: send one
 	// message, wait for its echo, repeat. Required.
 	Conns int
@@ -105,7 +108,7 @@ func Echo(ctx context.Context, cfg EchoConfig) (EchoResult, error) {
 	if err := cfg.defaults(); err != nil {
 		return EchoResult{}, err
 	}
-	d, err := newDialer(cfg.Targets, cfg.Sources, cfg.DialTimeout)
+	d, err := newDialer(cfg.Targets, cfg.Sources, cfg.Transport, cfg.DialTimeout)
 	if err != nil {
 		return EchoResult{}, err
 	}

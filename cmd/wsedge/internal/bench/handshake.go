@@ -27,6 +27,10 @@ type HandshakeConfig struct {
 	// a few thousand handshakes a second leaves that many sockets a second
 	// in TIME_WAIT, so spread them over many source addresses.
 	Sources *Sources
+	// Transport adds a PROXY protocol header and TLS (for wss:// targets)
+	// beneath the WebSocket handshake: with TLS, every handshake is a
+	// full one. The zero value is plain TCP.
+	Transport Transport
 	// Workers each loop: connect, upgrade, send a close, wait for the
 	// answering close, disconnect. Required.
 	Workers int
@@ -51,7 +55,12 @@ type HandshakeResult struct {
 	HandshakesPerSec float64 `json:"handshakes_per_s"`
 	Failures         int64   `json:"failures"`
 	FirstError       string  `json:"first_error,omitempty"`
-	// Latency is from the start of the connect to the 101.
+	// KeyExchange counts the TLS key exchanges that the handshakes in
+	// the window negotiated, by crypto/tls's name ("X25519MLKEM768",
+	// "X25519", "CurveP256"); nil without TLS.
+	KeyExchange map[string]int64 `json:"key_exchange,omitempty"`
+	// Latency is from the start of the connect to the 101 (through TLS,
+	// when there is TLS).
 	Latency Latency `json:"latency"`
 	CPU     CPU     `json:"cpu"`
 	// HandshakesPerProxyCPUSecond is Handshakes over CPU.Proxy.
@@ -68,7 +77,7 @@ func Handshake(ctx context.Context, cfg HandshakeConfig) (HandshakeResult, error
 	if cfg.Duration <= 0 {
 		cfg.Duration = 5 * time.Second
 	}
-	d, err := newDialer(cfg.Targets, cfg.Sources, cfg.DialTimeout)
+	d, err := newDialer(cfg.Targets, cfg.Sources, cfg.Transport, cfg.DialTimeout)
 	if err != nil {
 		return HandshakeResult{}, err
 	}
@@ -82,6 +91,7 @@ func Handshake(ctx context.Context, cfg HandshakeConfig) (HandshakeResult, error
 		wg         sync.WaitGroup
 		next       atomic.Int64 // connection number, for source and target
 		done, fail atomic.Int64
+		kex        tally      // key exchanges, with TLS
 		errMu      sync.Mutex // guards first
 		first      error
 	)
@@ -89,7 +99,7 @@ func Handshake(ctx context.Context, cfg HandshakeConfig) (HandshakeResult, error
 		wg.Go(func() {
 			for runCtx.Err() == nil {
 				i := int(next.Add(1))
-				took, err := handshakeOnce(runCtx, d, i)
+				took, kx, err := handshakeOnce(runCtx, d, i)
 				if runCtx.Err() != nil {
 					return // cut by the end of the run: neither success nor failure
 				}
@@ -108,6 +118,9 @@ func Handshake(ctx context.Context, cfg HandshakeConfig) (HandshakeResult, error
 				case measuring:
 					done.Add(1)
 					rec.record(w, took)
+					if kx != "" {
+						kex.add(kx)
+					}
 				}
 			}
 		})
@@ -139,6 +152,7 @@ func Handshake(ctx context.Context, cfg HandshakeConfig) (HandshakeResult, error
 	res.Handshakes, res.Failures = done.Load(), fail.Load()
 	res.HandshakesPerSec = float64(res.Handshakes) / res.Window
 	res.Latency = rec.latency()
+	res.KeyExchange = kex.counts()
 	if first != nil {
 		res.FirstError = first.Error()
 	}
@@ -148,19 +162,21 @@ func Handshake(ctx context.Context, cfg HandshakeConfig) (HandshakeResult, error
 
 // handshakeOnce connects and upgrades connection i, then closes it the
 // polite way: a close frame, the peer's answering close (RFC 6455 7.1.2),
-// then TCP. It returns the time to the 101.
-func handshakeOnce(ctx context.Context, d *dialer, i int) (time.Duration, error) {
+// then TCP (after TLS's close_notify). It returns the time to the 101 and
+// the TLS key exchange negotiated, "" without TLS.
+func handshakeOnce(ctx context.Context, d *dialer, i int) (time.Duration, string, error) {
 	start := time.Now()
 	conn, r, err := d.dial(ctx, i, 64)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	took := time.Since(start)
+	kx := keyExchange(conn)
 	defer conn.Close()
 	c := newClientConn(conn, r)
 	_ = conn.SetDeadline(time.Now().Add(closeReplyWait))
 	if _, err := conn.Write(closeFrame(ws.StatusNormalClosure, c.fr.mask)); err != nil {
-		return took, fmt.Errorf("send close: %w", err)
+		return took, kx, fmt.Errorf("send close: %w", err)
 	}
 	// Any data before the close is skipped; a missing answer is a failure,
 	// since a client that waits for it (as browsers do) would hang.
@@ -168,10 +184,10 @@ func handshakeOnce(ctx context.Context, d *dialer, i int) (time.Duration, error)
 		_, err := c.fr.readMessage(nil)
 		var pc *PeerCloseError
 		if errors.As(err, &pc) {
-			return took, nil
+			return took, kx, nil
 		}
 		if err != nil {
-			return took, fmt.Errorf("await close: %w", err)
+			return took, kx, fmt.Errorf("await close: %w", err)
 		}
 	}
 }

@@ -23,6 +23,9 @@ type IdleConfig struct {
 	Targets Targets
 	// Sources are bound round-robin; nil lets the kernel choose.
 	Sources *Sources
+	// Transport adds a PROXY protocol header and TLS (for wss:// targets)
+	// beneath the WebSocket handshake. The zero value is plain TCP.
+	Transport Transport
 	// Conns is the number of connections to open and hold. Required.
 	Conns int
 	// Hold is how long the connections are held once open; memory is
@@ -134,7 +137,7 @@ func Idle(ctx context.Context, cfg IdleConfig) (IdleResult, error) {
 // idleHere opens the connections in this process and returns the function
 // that ends the hold.
 func idleHere(ctx context.Context, cfg IdleConfig, res *IdleResult) (func(context.Context) (holdReport, error), error) {
-	d, err := newDialer(cfg.Targets, cfg.Sources, cfg.DialTimeout)
+	d, err := newDialer(cfg.Targets, cfg.Sources, cfg.Transport, cfg.DialTimeout)
 	if err != nil {
 		return nil, err
 	}

@@ -73,7 +73,7 @@ type holdReport struct {
 // a bound (the parent died), closes them and writes a JSON line with the
 // number dropped.
 func RunIdlePart(ctx context.Context, cfg IdleConfig, part IdlePart, stop io.Reader, out io.Writer) error {
-	d, err := newDialer(cfg.Targets, cfg.Sources, cfg.DialTimeout)
+	d, err := newDialer(cfg.Targets, cfg.Sources, cfg.Transport, cfg.DialTimeout)
 	if err != nil {
 		return err
 	}

@@ -321,7 +321,7 @@ func TestBackendAnswersPlainHTTP(t *testing.T) {
 
 func TestBackendEchoesFramesAsReceived(t *testing.T) {
 	_, tg := startBackend(t)
-	d, err := newDialer(Targets{tg}, nil, time.Second)
+	d, err := newDialer(Targets{tg}, nil, Transport{}, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -64,6 +64,9 @@ func (r HandshakeResult) rows() []row {
 		{"window", fmt.Sprintf("%.2fs", r.Window)},
 		{"handshakes", fmt.Sprintf("%d (%.0f/s), %d failed", r.Handshakes, r.HandshakesPerSec, r.Failures)},
 	}
+	if len(r.KeyExchange) > 0 {
+		rows = append(rows, row{"key exchange", shares(r.KeyExchange)})
+	}
 	rows = append(rows, latencyRows(r.Latency)...)
 	rows = append(rows, cpuRows(r.CPU, r.Window)...)
 	if r.CPU.Proxy > 0 {

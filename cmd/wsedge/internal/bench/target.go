@@ -10,26 +10,34 @@ import (
 
 // Target is a WebSocket URL that load is sent to.
 type Target struct {
-	URL  string // ws://host:port/path as given
+	URL  string // ws:// or wss://host:port/path as given
 	Addr string // host:port that is dialed
+	// TLS is set for wss:// targets: the connection speaks TLS (after any
+	// PROXY protocol header) before the upgrade.
+	TLS bool
 
 	u *url.URL // parsed once, for the handshake
 }
 
-// ParseTarget parses a ws:// URL whose host is a loopback address or
-// "localhost". wss:// is refused: the comparison is of proxies, not of TLS
-// stacks.
+// ParseTarget parses a ws:// or wss:// URL whose host is a loopback
+// address or "localhost".
 func ParseTarget(s string) (Target, error) {
 	u, err := url.Parse(s)
 	if err != nil {
 		return Target{}, fmt.Errorf("target: %w", err)
 	}
-	if u.Scheme != "ws" {
-		return Target{}, fmt.Errorf("target %q: scheme must be ws", s)
-	}
-	host, port := u.Hostname(), u.Port()
-	if port == "" {
+	var port string
+	switch u.Scheme {
+	case "ws":
 		port = "80"
+	case "wss":
+		port = "443"
+	default:
+		return Target{}, fmt.Errorf("target %q: scheme must be ws or wss", s)
+	}
+	host := u.Hostname()
+	if u.Port() != "" {
+		port = u.Port()
 	}
 	if !strings.EqualFold(host, "localhost") {
 		a, err := netip.ParseAddr(host)
@@ -43,7 +51,7 @@ func ParseTarget(s string) (Target, error) {
 	if u.Path == "" {
 		u.Path = "/"
 	}
-	return Target{URL: u.String(), Addr: net.JoinHostPort(host, port), u: u}, nil
+	return Target{URL: u.String(), Addr: net.JoinHostPort(host, port), TLS: u.Scheme == "wss", u: u}, nil
 }
 
 // Targets is a flag.Value collecting --target flags: repeated, or

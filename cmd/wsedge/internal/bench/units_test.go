@@ -84,6 +84,7 @@ func TestParseTarget(t *testing.T) {
 		give     string
 		wantURL  string
 		wantAddr string
+		wantTLS  bool
 		wantErr  error
 	}{
 		{give: "ws://127.0.0.1:8080/", wantURL: "ws://127.0.0.1:8080/", wantAddr: "127.0.0.1:8080"},
@@ -92,8 +93,11 @@ func TestParseTarget(t *testing.T) {
 		{give: "ws://[::1]:9000/", wantURL: "ws://[::1]:9000/", wantAddr: "[::1]:9000"},
 		{give: "ws://192.0.2.7:8080/", wantErr: ErrNotLoopback},
 		{give: "ws://example.com/"},
-		{give: "wss://127.0.0.1/"},
+		{give: "wss://127.0.0.1/", wantURL: "wss://127.0.0.1/", wantAddr: "127.0.0.1:443", wantTLS: true},
+		{give: "wss://localhost:8443", wantURL: "wss://localhost:8443/", wantAddr: "localhost:8443", wantTLS: true},
+		{give: "wss://192.0.2.7/", wantErr: ErrNotLoopback},
 		{give: "http://127.0.0.1/"},
+		{give: "https://127.0.0.1/"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.give, func(t *testing.T) {
@@ -107,8 +111,8 @@ func TestParseTarget(t *testing.T) {
 				}
 				return
 			}
-			if err != nil || got.URL != tt.wantURL || got.Addr != tt.wantAddr {
-				t.Errorf("ParseTarget = %+v, %v; want %s dialing %s", got, err, tt.wantURL, tt.wantAddr)
+			if err != nil || got.URL != tt.wantURL || got.Addr != tt.wantAddr || got.TLS != tt.wantTLS {
+				t.Errorf("ParseTarget = %+v, %v; want %s dialing %s, TLS %v", got, err, tt.wantURL, tt.wantAddr, tt.wantTLS)
 			}
 		})
 	}
