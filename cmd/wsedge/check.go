@@ -26,6 +26,10 @@ func check(args []string, stdout, stderr io.Writer) error {
 		// The certificate files must load too, or serve would refuse to start.
 		err = (&certificate{}).load(f.TLS)
 	}
+	if err == nil && f.AdminTokenFile != "" {
+		// So must the admin token, or serve would refuse to start.
+		_, err = readAdminToken(f.AdminTokenFile)
+	}
 	if err != nil {
 		var probs config.Problems
 		if errors.As(err, &probs) {

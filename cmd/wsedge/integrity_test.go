@@ -490,7 +490,9 @@ func TestPlannedClosesCompleteHandshake(t *testing.T) {
 		{
 			name: "drain",
 			act: func(t *testing.T, p *proc, _, doomed string) {
-				res, err := http.Post("http://"+p.admin+"/debug/drain?backend="+url.QueryEscape(doomed)+"&rate=1000", "", nil)
+				req, _ := http.NewRequest(http.MethodPost, "http://"+p.admin+"/debug/drain?backend="+url.QueryEscape(doomed)+"&rate=1000", nil)
+				req.Header.Set("X-Wsedge-Admin", "1")
+				res, err := http.DefaultClient.Do(req)
 				if err != nil {
 					t.Fatal(err)
 				}

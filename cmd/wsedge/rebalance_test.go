@@ -639,7 +639,9 @@ func TestLiveBackendLeaving(t *testing.T) {
 func drainAt(t *testing.T, p *proc, backend string, rate, want int) {
 	t.Helper()
 	url := fmt.Sprintf("http://%s/debug/drain?backend=%s&rate=%d", p.admin, backend, rate)
-	res, err := http.Post(url, "", nil)
+	req, _ := http.NewRequest(http.MethodPost, url, nil)
+	req.Header.Set("X-Wsedge-Admin", "1")
+	res, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -1349,6 +1351,7 @@ func TestDebugRingAndConnections(t *testing.T) {
 	}
 	for _, tt := range bad {
 		req, _ := http.NewRequest(tt.method, "http://"+p.admin+"/debug/drain"+tt.query, nil)
+		req.Header.Set("X-Wsedge-Admin", "1")
 		res, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)

@@ -7,17 +7,14 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
 	"sync"
 	"syscall"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
 	"github.com/wsedge/wsedge/cmd/wsedge/internal/config"
@@ -98,13 +95,16 @@ type daemon struct {
 	certs   *certificate
 	reloads *prometheus.CounterVec
 
-	mu       sync.Mutex // guards cur, ln and admin
-	cur      *config.File
-	ln       net.Listener
-	admin    *http.Server
-	adminMux http.Handler
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup // the goroutines serving listeners, watching members and checking health
+	mu         sync.Mutex // guards cur, ln, admin and metrics
+	cur        *config.File
+	ln         net.Listener
+	admin      *http.Server
+	adminMux   http.Handler
+	metrics    *http.Server // on metrics_listen
+	metricsMux http.Handler
+	guard      proxy.AdminGuard // in front of adminMux; its token follows reloads
+	cancel     context.CancelFunc
+	wg         sync.WaitGroup // the goroutines serving listeners, watching members and checking health
 }
 
 func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemon, error) {
@@ -130,22 +130,19 @@ func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemo
 	metrics.MustRegister(d.reloads)
 	d.srv = proxy.New(pc, d.set, proxy.WithLogger(log), proxy.WithMetrics(metrics))
 	d.adminMux = d.adminHandler(metrics)
+	d.metricsMux = metricsHandler(metrics)
 
 	ln, err := listen(f, d.certs)
 	if err != nil {
 		return nil, err
 	}
 	d.ln = ln
-	adminAddr := ""
-	if f.AdminListen != "" {
-		aln, err := net.Listen("tcp", f.AdminListen)
-		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("admin listen: %w", err)
-		}
-		adminAddr = aln.Addr().String()
-		d.serveAdmin(aln)
+	adm, err := d.prepareAdmin(nil, f)
+	if err != nil {
+		ln.Close()
+		return nil, err
 	}
+	d.commitAdmin(adm)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
@@ -156,7 +153,8 @@ func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemo
 	})
 	d.wg.Go(func() { d.srv.WatchMembers(ctx) })
 	d.serveProxy(ln)
-	log.Info("listening", zap.String("listen", ln.Addr().String()), zap.String("admin", adminAddr),
+	log.Info("listening", zap.String("listen", ln.Addr().String()), zap.String("admin", addr(adm.admin)),
+		zap.String("metrics", addr(adm.metrics)),
 		zap.Int("backends", len(f.Upstreams)), zap.Bool("tls", f.TLS.Cert != ""),
 		zap.Bool("proxy_protocol", f.ProxyProtocol))
 	return d, nil
@@ -178,28 +176,6 @@ func (d *daemon) serveProxy(ln net.Listener) {
 			d.fail(err)
 		}
 	})
-}
-
-// serveAdmin serves the admin endpoints on ln. d.mu must be held, or d not
-// yet shared.
-func (d *daemon) serveAdmin(ln net.Listener) {
-	srv := &http.Server{Handler: d.adminMux, ReadHeaderTimeout: 5 * time.Second}
-	d.admin = srv
-	d.wg.Go(func() { srv.Serve(ln) })
-}
-
-// adminHandler serves the proxy's admin endpoints, the metrics and the
-// profiler.
-func (d *daemon) adminHandler(metrics *prometheus.Registry) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/", d.srv.AdminHandler())
-	mux.Handle("GET /metrics", promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	return mux
 }
 
 // reload re-reads the config file and applies it: to new connections, to
@@ -247,14 +223,14 @@ func (d *daemon) apply(path string) error {
 			return err
 		}
 	}
-	var aln net.Listener
-	if f.AdminListen != old.AdminListen && f.AdminListen != "" {
-		if aln, err = net.Listen("tcp", f.AdminListen); err != nil {
-			if ln != nil {
-				ln.Close()
-			}
-			return fmt.Errorf("admin listen: %w", err)
+	// The admin token is read again on every reload, so a rotated file
+	// under the same name takes effect.
+	adm, err := d.prepareAdmin(old, f)
+	if err != nil {
+		if ln != nil {
+			ln.Close()
 		}
+		return err
 	}
 	// The proxy takes the new config before the backend set changes, so
 	// that the new file's on_add and on_remove decide what the change does.
@@ -266,9 +242,7 @@ func (d *daemon) apply(path string) error {
 		if ln != nil {
 			ln.Close()
 		}
-		if aln != nil {
-			aln.Close()
-		}
+		adm.abort()
 		return err
 	}
 	// Everything that can fail has succeeded: swap the rest in.
@@ -280,16 +254,7 @@ func (d *daemon) apply(path string) error {
 		d.serveProxy(ln)
 		d.log.Info("listening", zap.String("listen", ln.Addr().String()))
 	}
-	if f.AdminListen != old.AdminListen {
-		if d.admin != nil {
-			d.admin.Close()
-			d.admin = nil
-		}
-		if aln != nil {
-			d.serveAdmin(aln)
-			d.log.Info("admin listening", zap.String("admin", aln.Addr().String()))
-		}
-	}
+	d.commitAdmin(adm)
 	d.cur = f
 	d.log.Info("config reloaded", zap.String("file", f.Path), zap.Int("backends", len(f.Upstreams)))
 	return nil
@@ -324,9 +289,7 @@ func (d *daemon) shutdown() {
 	defer cancel()
 	err := d.srv.Shutdown(ctx)
 	d.mu.Lock()
-	if d.admin != nil {
-		d.admin.Close()
-	}
+	d.closeAdmin()
 	d.mu.Unlock()
 	d.cancel()
 	d.wg.Wait()
