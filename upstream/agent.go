@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -15,11 +14,13 @@ import (
 type AgentConfig struct {
 	// Discovery is the agent's own gossip node, as for a proxy: Bind is
 	// required, Join names the proxies (or other agents) to join.
+	// AllowedBackends means nothing to an agent, which routes nothing.
 	Discovery DiscoveryConfig
-	// Advertise is the backend's host:port as the proxies should dial it.
-	// Required.
+	// Advertise is the backend's host:port as the proxies should dial it:
+	// an IP address or a DNS name, and a port of 1..65535, written as the
+	// proxies accept it (see checkAddr). Required.
 	Advertise string
-	// Weight is the backend's share of the ring. Zero means 1.
+	// Weight is the backend's share of the ring, 1..1000. Zero means 1.
 	Weight int
 	// Health is a URL the agent checks locally:
 	// http(s)://host[:port]/path must answer GET with a 2xx;
@@ -59,7 +60,9 @@ type Agent struct {
 }
 
 // NewAgent checks cfg and reads the gossip key. It binds nothing: Run
-// does. A nil log logs nothing.
+// does. Like New, it refuses gossip reachable beyond this host without a
+// key unless cfg.Discovery.AllowPlaintext says so (ErrPlaintextGossip). A
+// nil log logs nothing.
 func NewAgent(cfg AgentConfig, log *zap.Logger) (*Agent, error) {
 	if log == nil {
 		log = zap.NewNop()
@@ -74,8 +77,13 @@ func NewAgent(cfg AgentConfig, log *zap.Logger) (*Agent, error) {
 	if cfg.Discovery, err = cfg.Discovery.withDefaults(); err != nil {
 		return nil, err
 	}
-	if _, _, err := net.SplitHostPort(cfg.Advertise); err != nil {
-		return nil, fmt.Errorf("upstream: agent advertise %q: want host:port", cfg.Advertise)
+	// The proxies check the address and weight as decodeMeta does; an
+	// agent finds out here rather than by never entering a ring.
+	if err := checkAddr(cfg.Advertise); err != nil {
+		return nil, fmt.Errorf("upstream: agent advertise: %w", err)
+	}
+	if cfg.Weight > maxWeight {
+		return nil, fmt.Errorf("upstream: agent weight %d: want 1..%d", cfg.Weight, maxWeight)
 	}
 	cfg.Weight = max(cfg.Weight, 1)
 	if cfg.CheckInterval <= 0 {
@@ -95,6 +103,9 @@ func NewAgent(cfg AgentConfig, log *zap.Logger) (*Agent, error) {
 			return nil, fmt.Errorf("upstream: agent: %w", err)
 		}
 		a.checker, a.target = c, target
+	}
+	if err := cfg.Discovery.checkPlaintext(); err != nil {
+		return nil, err
 	}
 	if a.secret, err = readSecret(cfg.Discovery.SecretFile); err != nil {
 		return nil, err

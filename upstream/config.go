@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"strconv"
 	"time"
@@ -36,8 +37,8 @@ const (
 // the defaults of SPEC.md. A Config is copied by New and Update; changing it
 // afterwards changes nothing.
 type Config struct {
-	// Static lists the [[upstream]] backends. Weights below 1 count as 1;
-	// an address listed twice counts once.
+	// Static lists the [[upstream]] backends. Weights below 1 count as 1
+	// and above 1000 as 1000; an address listed twice counts once.
 	Static    []Backend
 	Health    HealthConfig
 	Discovery DiscoveryConfig
@@ -89,11 +90,24 @@ type DiscoveryConfig struct {
 	// padding optional), on one line. Create one with
 	// `head -c 32 /dev/urandom | base64`. Every node of a cluster needs the
 	// same key; a node with another key is not admitted. Zero means no
-	// encryption.
+	// encryption, which New and NewAgent accept only on a loopback Bind or
+	// with AllowPlaintext.
 	SecretFile string
 	// Profile sets gossip timing: ProfileLAN, ProfileWAN or ProfileLocal.
 	// Zero means ProfileLAN.
 	Profile string
+	// AllowPlaintext lets a node whose Bind is reachable beyond this host
+	// (any address but a loopback one; an empty host is every address)
+	// gossip without SecretFile. Without a key, anyone who reaches the port
+	// can join and advertise backends, so this must be asked for on
+	// purpose. Zero means refuse.
+	AllowPlaintext bool
+	// AllowedBackends, when set, are the only networks a backend advertised
+	// by gossip may be in; a node advertising an address outside them is
+	// ignored. A backend advertised by DNS name is then ignored too: a name
+	// cannot be checked against networks without resolving it, and what it
+	// resolves to may change after the check. Zero means any address.
+	AllowedBackends []netip.Prefix
 }
 
 // Defaults of HealthConfig, as SPEC.md has them.
@@ -155,6 +169,16 @@ func (d DiscoveryConfig) withDefaults() (DiscoveryConfig, error) {
 		return d, err
 	}
 	d.Join = slices.Clone(d.Join)
+	d.AllowedBackends = slices.Clone(d.AllowedBackends)
+	for i, p := range d.AllowedBackends {
+		if !p.IsValid() {
+			return d, fmt.Errorf("upstream: gossip allowed backends: invalid network %v", p)
+		}
+		if p.Addr().Is4In6() && p.Bits() >= 96 { // addresses are checked unmapped
+			p = netip.PrefixFrom(p.Addr().Unmap(), p.Bits()-96)
+		}
+		d.AllowedBackends[i] = p.Masked()
+	}
 	return d, nil
 }
 
@@ -164,7 +188,8 @@ func (d DiscoveryConfig) on() bool { return d.Bind != "" }
 // equal reports whether d and o would run the same gossip node.
 func (d DiscoveryConfig) equal(o DiscoveryConfig) bool {
 	return d.Bind == o.Bind && d.Name == o.Name && slices.Equal(d.Join, o.Join) &&
-		d.SecretFile == o.SecretFile && d.Profile == o.Profile
+		d.SecretFile == o.SecretFile && d.Profile == o.Profile &&
+		d.AllowPlaintext == o.AllowPlaintext && slices.Equal(d.AllowedBackends, o.AllowedBackends)
 }
 
 // splitBind splits a bind address into the host memberlist binds (every

@@ -26,17 +26,29 @@ type peer struct {
 // Node.State unset in NotifyLeave), so the node's own metadata tells them
 // apart: an agent advertises draining before it leaves, so a node that goes
 // away draining left, and one that goes away alive died.
+//
+// Metadata that decodeMeta refuses never reaches the members: whatever its
+// node advertised before is forgotten. Refusals and capped weights are
+// counted and logged when a node joins or changes its metadata, not again
+// when it goes away.
 func (s *Set) applyGossip(events []nodeEvent, now time.Time) {
-	type bad struct {
-		node string
-		err  error
+	type note struct {
+		ev  nodeEvent
+		err error // nil: accepted with its weight capped
 	}
-	var bads []bad
+	var notes []note
 	s.mu.Lock()
+	allowed := s.cfg.Discovery.AllowedBackends
 	for _, ev := range events {
-		meta, err := decodeMeta(ev.meta)
-		if err != nil {
-			bads = append(bads, bad{ev.name, err})
+		meta, capped, err := decodeMeta(ev.meta, allowed)
+		switch {
+		case ev.gone:
+		case err != nil:
+			s.refused.refuse(err)
+			notes = append(notes, note{ev, err})
+		case capped:
+			s.refused.weightCapped.Add(1)
+			notes = append(notes, note{ev, nil})
 		}
 		if err != nil || meta.Role != roleBackend {
 			delete(s.peers, ev.name)
@@ -55,8 +67,14 @@ func (s *Set) applyGossip(events []nodeEvent, now time.Time) {
 	s.syncPeersLocked()
 	old, cur := s.commitLocked()
 	s.mu.Unlock()
-	for _, b := range bads {
-		s.log.Warn("gossip node ignored: unreadable metadata", zap.String("node", b.node), zap.Error(b.err))
+	for _, n := range notes {
+		if n.err != nil {
+			s.log.Warn("gossip node ignored: metadata refused", zap.String("node", n.ev.name), zap.Error(n.err))
+			continue
+		}
+		// decodeMeta accepted the metadata, so it is short and printable.
+		s.log.Warn("gossip node weight capped", zap.String("node", n.ev.name), zap.Int("max_weight", maxWeight),
+			zap.ByteString("meta", n.ev.meta))
 	}
 	s.announce(old, cur)
 }

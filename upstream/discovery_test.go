@@ -1,9 +1,14 @@
 package upstream
 
 import (
+	"net/netip"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 )
 
 func ev(t *testing.T, name string, meta nodeMeta, gone bool) nodeEvent {
@@ -173,5 +178,139 @@ func TestDeadMembersAreForgottenAfterRetention(t *testing.T) {
 	s.pruneDead(t0.Add(deadRetention))
 	if m := s.Snapshot().Members; len(m) != 0 {
 		t.Errorf("members = %+v after the retention, want none", m)
+	}
+}
+
+// What a gossip node advertises is checked before it reaches the members,
+// counted by reason, and logged with the node's name.
+func TestApplyGossipRefuses(t *testing.T) {
+	const good = `{"v":1,"role":"backend","addr":"10.0.0.1:80","weight":2,"state":"alive"}`
+	tests := []struct {
+		name    string
+		allowed []string
+		give    []string // metadata of node "n1", applied in order
+		want    []Member
+		reason  string // counted once; "" for none
+		warn    string // logged, naming n1; "" for nothing
+	}{
+		{
+			name:   "weight 1e9 is capped to 1000",
+			give:   []string{`{"v":1,"role":"backend","addr":"10.0.0.1:80","weight":1000000000,"state":"alive"}`},
+			want:   []Member{{Addr: "10.0.0.1:80", Weight: 1000, State: StateRising, Source: SourceGossip, Node: "n1"}},
+			reason: "weight_capped",
+			warn:   "gossip node weight capped",
+		},
+		{
+			name:   "a bad address is refused",
+			give:   []string{`{"v":1,"role":"backend","addr":"10.0.0.1:99999","state":"alive"}`},
+			want:   []Member{},
+			reason: "bad_address",
+			warn:   "gossip node ignored: metadata refused",
+		},
+		{
+			name:   "oversized metadata is refused",
+			give:   []string{`{"v":1,"role":"backend","addr":"10.0.0.1:80","state":"alive","x":"` + strings.Repeat("x", 400) + `"}`},
+			want:   []Member{},
+			reason: "oversized",
+			warn:   "gossip node ignored: metadata refused",
+		},
+		{
+			name:    "an address outside the allowed networks is refused",
+			allowed: []string{"10.0.0.2/32"},
+			give:    []string{good},
+			want:    []Member{},
+			reason:  "address_not_allowed",
+			warn:    "gossip node ignored: metadata refused",
+		},
+		{
+			name:    "a name is refused when networks are allowed",
+			allowed: []string{"0.0.0.0/0"},
+			give:    []string{`{"v":1,"role":"backend","addr":"app:80","state":"alive"}`},
+			want:    []Member{},
+			reason:  "address_not_allowed",
+			warn:    "gossip node ignored: metadata refused",
+		},
+		{
+			name:    "an address inside the allowed networks is a member",
+			allowed: []string{"10.0.0.0/24"},
+			give:    []string{good},
+			want:    []Member{{Addr: "10.0.0.1:80", Weight: 2, State: StateRising, Source: SourceGossip, Node: "n1"}},
+		},
+		{
+			name:    "networks written as IPv4-mapped IPv6 hold IPv4 addresses",
+			allowed: []string{"::ffff:10.0.0.0/120"},
+			give:    []string{good},
+			want:    []Member{{Addr: "10.0.0.1:80", Weight: 2, State: StateRising, Source: SourceGossip, Node: "n1"}},
+		},
+		{
+			name:   "a negative weight is refused",
+			give:   []string{`{"v":1,"role":"backend","addr":"10.0.0.1:80","weight":-1,"state":"alive"}`},
+			want:   []Member{},
+			reason: "bad_weight",
+			warn:   "gossip node ignored: metadata refused",
+		},
+		{
+			name:   "a member whose metadata turns bad is forgotten",
+			give:   []string{good, `{"v":1,"role":"backend","addr":"10.0.0.1:80","state":"zombie"}`},
+			want:   []Member{},
+			reason: "unreadable",
+			warn:   "gossip node ignored: metadata refused",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var allowed []netip.Prefix
+			for _, a := range tt.allowed {
+				allowed = append(allowed, netip.MustParsePrefix(a))
+			}
+			core, logs := observer.New(zap.WarnLevel)
+			s, err := New(Config{Discovery: DiscoveryConfig{Bind: "127.0.0.1:0", AllowedBackends: allowed}}, zap.New(core))
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, meta := range tt.give {
+				s.applyGossip([]nodeEvent{{name: "n1", meta: []byte(meta)}}, time.Now())
+			}
+			if got := s.Snapshot().Members; !slices.Equal(got, tt.want) {
+				t.Errorf("members = %+v\nwant %+v", got, tt.want)
+			}
+			for reason, n := range s.GossipRejections() {
+				want := uint64(0)
+				if reason == tt.reason {
+					want = 1
+				}
+				if n != want {
+					t.Errorf("GossipRejections()[%q] = %d, want %d", reason, n, want)
+				}
+			}
+			if len(s.GossipRejections()) != 6 {
+				t.Errorf("GossipRejections() = %v, want every reason", s.GossipRejections())
+			}
+			warned := logs.FilterMessage(tt.warn).FilterField(zap.String("node", "n1")).Len()
+			if tt.warn != "" && warned != 1 || logs.Len() != warned {
+				t.Errorf("logged %v, want one %q", logs.All(), tt.warn)
+			}
+			// A node going away is not counted again.
+			s.applyGossip([]nodeEvent{{name: "n1", meta: []byte(tt.give[len(tt.give)-1]), gone: true}}, time.Now())
+			if n := s.GossipRejections()[tt.reason]; tt.reason != "" && n != 1 {
+				t.Errorf("after the node left, %q counted %d times, want 1", tt.reason, n)
+			}
+		})
+	}
+}
+
+// A ring built from a Set never sees a gossip weight above 1000, however a
+// node advertises it.
+func TestApplyGossipWeightReachesSnapshotCapped(t *testing.T) {
+	s, err := New(Config{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.applyGossip([]nodeEvent{{name: "rogue", meta: []byte(`{"v":1,"role":"backend","addr":"127.0.0.1:9001","weight":1000000000,"state":"alive"}`)}}, time.Now())
+	for range 2 {
+		s.observe("127.0.0.1:9001", s.gen, nil)
+	}
+	if got, want := s.Snapshot().Backends, []Backend{{"127.0.0.1:9001", 1000}}; !slices.Equal(got, want) {
+		t.Errorf("ring backends = %v, want %v", got, want)
 	}
 }

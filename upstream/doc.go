@@ -33,4 +33,18 @@
 // memberlist calls its delegates with its own lock held: the Set's
 // delegates only copy what they are given and signal, and Run folds the
 // news in on its own goroutine.
+//
+// # Who may gossip
+//
+// memberlist admits any node that reaches its port, so the gossip key
+// (DiscoveryConfig.SecretFile) is what keeps strangers out: with it, every
+// packet is encrypted and authenticated, and a node without the key never
+// joins. New and NewAgent refuse to gossip without a key on any address but
+// a loopback one, unless AllowPlaintext asks for it. Members are still
+// checked: a node's metadata is refused when it is larger than any node of
+// this version sends, or when its backend address is not host:port with a
+// real port and an IP address or DNS name, or lies outside AllowedBackends;
+// a weight above 1000 counts as 1000. GossipRejections counts what was
+// refused. And a backend a node advertises enters the ring only once the
+// proxy's own checks pass.
 package upstream

@@ -25,13 +25,18 @@ import (
 // first.
 //
 // New reads the gossip key file but does not bind: Run does, so that
-// nothing runs until something owns it.
+// nothing runs until something owns it. It refuses gossip reachable beyond
+// this host without a key unless cfg.Discovery.AllowPlaintext says so
+// (ErrPlaintextGossip), whatever the caller checked before.
 func New(cfg Config, log *zap.Logger) (*Set, error) {
 	if log == nil {
 		log = zap.NewNop()
 	}
 	cfg, err := cfg.withDefaults()
 	if err != nil {
+		return nil, err
+	}
+	if err := cfg.Discovery.checkPlaintext(); err != nil {
 		return nil, err
 	}
 	secret, err := readSecret(cfg.Discovery.SecretFile)
@@ -96,8 +101,6 @@ func (s *Set) Run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		s.log.Info("gossip started", zap.String("node", g.name), zap.String("addr", g.addr()),
-			zap.Strings("join", d.Join), zap.String("profile", d.Profile), zap.Bool("encrypted", s.secret != nil))
 		events = g.events.ready
 		s.gossip.Store(g)
 		defer func() { // last: after every check has stopped

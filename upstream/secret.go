@@ -4,7 +4,10 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
+	"net"
+	"net/netip"
 	"os"
+	"strings"
 )
 
 // readSecret reads a gossip key file: 16, 24 or 32 bytes (AES-128, -192,
@@ -33,4 +36,32 @@ func readSecret(path string) ([]byte, error) {
 		return key, nil
 	}
 	return nil, fmt.Errorf("upstream: gossip secret %s: %d bytes, want 16, 24 or 32", path, len(key))
+}
+
+// checkPlaintext refuses gossip that anyone beyond this host could join
+// without a key, unless d allows it on purpose. memberlist admits every node
+// that speaks to its port; the key is what makes the cluster members only,
+// so that a stranger can neither read the metadata nor add backends to the
+// ring, drain the real ones, or make every proxy work on its behalf.
+func (d DiscoveryConfig) checkPlaintext() error {
+	if !d.on() || d.SecretFile != "" || d.AllowPlaintext || loopbackBind(d.Bind) {
+		return nil
+	}
+	return fmt.Errorf("upstream: gossip on %s: %w", d.Bind, ErrPlaintextGossip)
+}
+
+// loopbackBind reports whether the host of a bind address is a loopback
+// address or "localhost", reachable from this host alone. An empty host,
+// every address, is not; nor is any other name, whatever it resolves to
+// today.
+func loopbackBind(bind string) bool {
+	host, _, err := net.SplitHostPort(bind)
+	if err != nil {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.Unmap().IsLoopback()
 }

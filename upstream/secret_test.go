@@ -3,8 +3,10 @@ package upstream
 import (
 	"bytes"
 	"encoding/base64"
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -41,5 +43,47 @@ func TestReadSecret(t *testing.T) {
 	}
 	if _, err := readSecret(filepath.Join(t.TempDir(), "missing")); err == nil {
 		t.Error("a missing key file is not an error")
+	}
+}
+
+// Gossip that anyone beyond this host can reach needs a key, or plaintext
+// asked for on purpose; New and NewAgent refuse it whatever their callers
+// checked.
+func TestPlaintextGossipRefused(t *testing.T) {
+	keyFile, _ := writeKey(t)
+	tests := []struct {
+		bind      string
+		secret    string
+		plaintext bool
+		wantErr   bool
+	}{
+		{bind: "0.0.0.0:7946", wantErr: true},
+		{bind: ":7946", wantErr: true}, // every address
+		{bind: "[::]:7946", wantErr: true},
+		{bind: "192.0.2.7:7946", wantErr: true},
+		{bind: "[2001:db8::7]:7946", wantErr: true},
+		{bind: "gossip.internal:7946", wantErr: true}, // a name may resolve anywhere
+		{bind: "127.0.0.1:7946"},
+		{bind: "127.3.2.1:7946"},
+		{bind: "[::1]:7946"},
+		{bind: "[::ffff:127.0.0.1]:7946"},
+		{bind: "localhost:7946"},
+		{bind: "0.0.0.0:7946", secret: keyFile},
+		{bind: "0.0.0.0:7946", plaintext: true},
+	}
+	for _, tt := range tests {
+		d := DiscoveryConfig{Bind: tt.bind, SecretFile: tt.secret, AllowPlaintext: tt.plaintext}
+		_, err := New(Config{Discovery: d}, nil)
+		if (err != nil) != tt.wantErr || err != nil && !errors.Is(err, ErrPlaintextGossip) {
+			t.Errorf("New with %+v = %v, want error %v", d, err, tt.wantErr)
+		}
+		if err != nil && !strings.Contains(err.Error(), "head -c 32 /dev/urandom | base64 > gossip.key") {
+			t.Errorf("New: %v, does not say how to make a key", err)
+		}
+		d.Join = []string{"127.0.0.1:7946"}
+		_, err = NewAgent(AgentConfig{Discovery: d, Advertise: "127.0.0.1:9001"}, nil)
+		if (err != nil) != tt.wantErr || err != nil && !errors.Is(err, ErrPlaintextGossip) {
+			t.Errorf("NewAgent with %+v = %v, want error %v", d, err, tt.wantErr)
+		}
 	}
 }

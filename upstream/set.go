@@ -85,6 +85,7 @@ type Set struct {
 	running atomic.Bool                // Run is running
 	gossip  atomic.Pointer[gossipNode] // while Run runs with discovery on
 	secret  []byte                     // gossip key read by New
+	refused rejections                 // gossiped metadata refused or corrected
 	// check overrides checker, and tune adjusts memberlist's
 	// configuration, in tests. Both are set before Run.
 	check checkFunc
@@ -253,12 +254,12 @@ func waitCtx(ctx context.Context) error {
 	return nil
 }
 
-// normalize copies backends sorted by address, with weights of at least 1
+// normalize copies backends sorted by address, with weights of 1..maxWeight
 // and one entry per address.
 func normalize(backends []Backend) []Backend {
 	out := make([]Backend, 0, len(backends))
 	for _, b := range backends {
-		b.Weight = max(b.Weight, 1)
+		b.Weight = min(max(b.Weight, 1), maxWeight)
 		out = append(out, b)
 	}
 	slices.SortFunc(out, func(a, b Backend) int { return strings.Compare(a.Addr, b.Addr) })
