@@ -166,7 +166,9 @@ func bindNoPort(network, address string, c syscall.RawConn) error {
 
 // WaitReady retries a WebSocket handshake with target until one succeeds
 // or wait has passed, so that a run does not start before the proxy and
-// its backends are up. It returns the last error on timeout.
+// its backends are up. It returns the last error on timeout, and at once
+// when the target's certificate is not trusted, which waiting cannot
+// change.
 func WaitReady(ctx context.Context, target Target, tr Transport, wait time.Duration) error {
 	d, err := newDialer(Targets{target}, nil, tr, time.Second)
 	if err != nil {
@@ -176,15 +178,25 @@ func WaitReady(ctx context.Context, target Target, tr Transport, wait time.Durat
 	defer cancel()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var last error
 	for {
 		conn, _, err := d.dial(ctx, 0, 64)
 		if err == nil {
 			_, _ = conn.Write(closeFrame(ws.StatusNormalClosure, newMask()))
 			return conn.Close()
 		}
+		var untrusted *tls.CertificateVerificationError
+		if errors.As(err, &untrusted) {
+			return err
+		}
+		// An attempt cut by the end of the wait says less than the one
+		// before it.
+		if last == nil || ctx.Err() == nil {
+			last = err
+		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s not ready after %v: %w", target.URL, wait, err)
+			return fmt.Errorf("%s not ready after %v: %w", target.URL, wait, last)
 		case <-tick.C:
 		}
 	}
