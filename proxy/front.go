@@ -145,7 +145,7 @@ func (s *Server) acceptLoop(ln net.Listener) error {
 		if s.acceptUpgrade(c) {
 			continue
 		}
-		if !s.front.Load().ln.deliver(c) {
+		if !s.front.Load().ln.deliver(newStrictConn(s, c, nil)) {
 			c.Close()
 		}
 	}
@@ -193,6 +193,21 @@ type handoffListener struct {
 
 func newHandoffListener() *handoffListener {
 	return &handoffListener{conns: make(chan net.Conn), closed: make(chan struct{})}
+}
+
+// handOver passes c to the front's server without waiting for it, as an
+// event loop must never wait: at once when the server is ready to take it,
+// else from a goroutine of its own. c is closed if the listener closed.
+func (l *handoffListener) handOver(c net.Conn) {
+	select {
+	case l.conns <- c:
+	default:
+		go func() {
+			if !l.deliver(c) {
+				c.Close()
+			}
+		}()
+	}
 }
 
 // deliver passes c to the front's server; false when the listener closed.

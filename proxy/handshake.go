@@ -201,7 +201,7 @@ func readRefusal(status int, resp io.Reader, r *http.Request) *refusal {
 func backendRequestHeader(r *http.Request, rt route, upstreamTLS bool) http.Header {
 	h := make(http.Header, len(r.Header)+3)
 	for k, vs := range r.Header {
-		if isHopHeader(k) || isReplacedHeader(k) || connectionListed(r.Header, k) {
+		if isHopHeader(k) || isReplacedHeader(k) || isProxyOwned(k) || connectionListed(r.Header, k) {
 			continue
 		}
 		h[k] = vs
@@ -211,10 +211,16 @@ func backendRequestHeader(r *http.Request, rt route, upstreamTLS bool) http.Head
 	return h
 }
 
-// setForwarded adds X-Forwarded-For, X-Forwarded-Proto and X-Real-IP. A
-// trusted peer's forwarding chain is extended; anyone else's is replaced,
-// so the backend never sees a client's own claims as facts.
+// setForwarded writes who the client is: X-Forwarded-For, X-Forwarded-Proto
+// and X-Real-IP, and X-Forwarded-Host when a trusted proxy in front sent
+// one. Whatever the request carried under these names, in any spelling,
+// goes first: a trusted peer's chain is extended, anyone else's claims
+// never reach the backend.
 func setForwarded(h http.Header, r *http.Request, rt route) {
+	dropProxyOwned(h)
+	if host := forwardedHost(r.Header.Values("X-Forwarded-Host"), rt.trustedPeer); host != "" {
+		h.Set("X-Forwarded-Host", host)
+	}
 	// A peer that is not an IP (a PROXY protocol header naming a Unix
 	// socket) adds nothing to the chain.
 	var xff []string
@@ -226,8 +232,6 @@ func setForwarded(h http.Header, r *http.Request, rt route) {
 	}
 	if len(xff) > 0 {
 		h.Set("X-Forwarded-For", strings.Join(xff, ", "))
-	} else {
-		h.Del("X-Forwarded-For")
 	}
 	proto := "http"
 	if r.TLS != nil {
@@ -239,10 +243,7 @@ func setForwarded(h http.Header, r *http.Request, rt route) {
 	h.Set("X-Forwarded-Proto", proto)
 	if rt.client.IsValid() {
 		h.Set("X-Real-IP", rt.client.String())
-	} else {
-		h.Del("X-Real-IP")
 	}
-	h.Del("Forwarded")
 }
 
 // offeredProtocols lists the subprotocols the client offered, in order.
@@ -301,14 +302,20 @@ func (s *Server) acceptClient(w http.ResponseWriter, r *http.Request, bh *backen
 		pending = make([]byte, n)
 		io.ReadFull(rw.Reader, pending)
 	}
+	if sc, ok := conn.(*strictConn); ok {
+		// Frames the client sent before its 101 waited behind the head.
+		pending = append(pending, sc.Tunnel()...)
+	}
 	return conn, pending, nil
 }
 
-// writeRefusal relays a backend's refusal to the client.
+// writeRefusal relays a backend's refusal to the client, and ends the
+// connection: what the client sends next was meant for a WebSocket.
 func writeRefusal(w http.ResponseWriter, ref *refusal) {
 	for k, vs := range ref.header {
 		w.Header()[k] = vs
 	}
+	w.Header().Set("Connection", "close")
 	w.Header().Set("Content-Length", strconv.Itoa(len(ref.body)))
 	w.WriteHeader(ref.status)
 	w.Write(ref.body)
@@ -318,6 +325,10 @@ func writeRefusal(w http.ResponseWriter, ref *refusal) {
 func (s *Server) writeHandshakeError(w http.ResponseWriter, r *http.Request, he *handshakeError) {
 	if he.status == http.StatusUpgradeRequired {
 		w.Header().Set("Sec-WebSocket-Version", "13")
+	}
+	if isWebSocketUpgrade(r) {
+		// What the client sends next was meant for a WebSocket.
+		w.Header().Set("Connection", "close")
 	}
 	http.Error(w, he.msg, he.status)
 	s.log.Info("handshake refused",

@@ -15,12 +15,11 @@ var hopHeaderNames = [...]string{
 }
 
 // replacedHeaderNames are written by the proxy itself towards the backend
-// on the HTTP server path: the WebSocket handshake (its own key, the offers
-// it relays) and who the client is.
+// on the HTTP server path's WebSocket handshake: its own key, the offers it
+// relays. Who the client is comes from the proxy too: see isProxyOwned.
 var replacedHeaderNames = [...]string{
 	"Host", "Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Protocol",
 	"Sec-Websocket-Extensions", "Sec-Websocket-Accept",
-	"X-Forwarded-For", "X-Forwarded-Proto", "X-Real-Ip", "X-Request-Id",
 }
 
 func isHopHeader(name string) bool      { return anyFold(name, hopHeaderNames[:]) }
@@ -34,6 +33,19 @@ func isHopHeaderBytes(name []byte) bool {
 		}
 	}
 	return false
+}
+
+// equalFold reports whether b equals s, ignoring ASCII case.
+func equalFold(b []byte, s string) bool {
+	if len(b) != len(s) {
+		return false
+	}
+	for i := range len(b) {
+		if lower(b[i]) != lower(s[i]) {
+			return false
+		}
+	}
+	return true
 }
 
 func anyFold(name string, list []string) bool {

@@ -71,6 +71,10 @@ func newTransport(cfg Config) *http.Transport {
 }
 
 func (s *Server) serveHTTP(w http.ResponseWriter, r *http.Request, rt route) {
+	// The proxy switches protocols for WebSockets only, on its own terms:
+	// without Upgrade the reverse proxy turns a backend's 101 into an error
+	// rather than a tunnel no rule reads.
+	r.Header.Del("Upgrade")
 	// A backend may answer while the request body is still coming (a
 	// streaming echo, an upload with progress); HTTP/1 allows it, net/http
 	// only when asked.

@@ -17,6 +17,8 @@ import (
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
+
+	"github.com/wsedge/wsedge/proxy/http1"
 )
 
 // upgradePhase is where an upgrade stands.
@@ -53,7 +55,7 @@ type upgrade struct {
 	buf     *[]byte // borrowed: the client's head, then the backend's
 	n       int     // bytes in buf
 	partial []byte  // a client head still coming, held without a borrowed buffer
-	head    *head
+	head    *http1.Head
 
 	t        *table
 	rt       route
@@ -188,38 +190,60 @@ func (u *upgrade) readRequest() {
 		u.close()
 		return
 	}
-	if len(u.partial) == 0 && headEnd((*buf)[:n]) > 0 {
-		u.buf, u.n = buf, n // the usual case: the whole head in one read
-	} else {
+	t := u.srv.router.table()
+	limit := min(t.cfg.MaxHeaderBytes, http1.MaxHeadSize)
+	if len(u.partial) == 0 {
+		if end, _ := http1.End((*buf)[:n]); end > 0 {
+			u.buf, u.n = buf, n // the usual case: the whole head in one read
+		}
+	}
+	if u.buf == nil {
 		u.partial = append(u.partial, (*buf)[:n]...)
-		if headEnd(u.partial) == 0 && len(u.partial) < len(*buf) && len(u.partial) <= u.srv.router.table().cfg.MaxHeaderBytes {
+		end, err := http1.End(u.partial)
+		switch {
+		case err != nil:
 			u.loop.putBuf(buf)
+			u.refuseHead(err)
+			return
+		case end == 0 && len(u.partial) <= limit && len(u.partial) < len(*buf):
+			u.loop.putBuf(buf)
+			return
+		case end == 0 && len(u.partial) <= limit:
+			// A head the limit allows, longer than a loop buffer: the
+			// HTTP path reads it, by the same rules.
+			u.loop.putBuf(buf)
+			u.handOff()
 			return
 		}
 		u.buf, u.n = buf, copy(*buf, u.partial)
 		u.partial = nil
 	}
-	end := headEnd((*u.buf)[:u.n])
-	t := u.srv.router.table()
-	if end == 0 {
-		if u.n > t.cfg.MaxHeaderBytes {
-			u.refuse(hsBadRequest, &handshakeError{status: http.StatusRequestHeaderFieldsTooLarge, msg: "request header too large"})
-		} else {
-			u.handOff() // a head the HTTP server may accept, bigger than a loop buffer
-		}
+	end, err := http1.End((*u.buf)[:u.n])
+	switch {
+	case err == nil && (end == 0 || end > limit):
+		err = http1.ErrTooLarge
+	case err == nil:
+		u.head = new(http1.Head)
+		err = u.head.ReadRequest((*u.buf)[:end])
+	}
+	if err != nil {
+		u.refuseHead(err)
 		return
 	}
-	if end > t.cfg.MaxHeaderBytes {
-		u.refuse(hsBadRequest, &handshakeError{status: http.StatusRequestHeaderFieldsTooLarge, msg: "request header too large"})
-		return
-	}
-	u.head = new(head)
-	if err := u.head.parse((*u.buf)[:end]); err != nil || !u.head.hasToken("Upgrade", "websocket") || !u.head.hasToken("Connection", "upgrade") {
-		u.handOff() // plain HTTP, or something the HTTP server should judge
+	if !u.head.IsWebSocketUpgrade() {
+		u.handOff() // plain HTTP: the HTTP server path takes it from here
 		return
 	}
 	u.t = t
 	u.request(end)
+}
+
+// refuseHead answers a request head the rules refuse, upgrade or not.
+// What it asked for is not known, so it counts as no handshake.
+func (u *upgrade) refuseHead(err error) {
+	e := err.(*http1.Error)
+	u.head = nil
+	u.refuse("", &handshakeError{status: e.Status, msg: e.Reason})
 }
 
 // request checks and routes a WebSocket upgrade whose head ends at end,
@@ -230,7 +254,7 @@ func (u *upgrade) request(end int) {
 		u.refuse(hsBadRequest, he)
 		return
 	}
-	if !t.originAllowed(string(h.get("Origin"))) {
+	if !t.originAllowed(h.Get("Origin")) {
 		u.refuse(hsOriginDenied, &handshakeError{status: http.StatusForbidden, msg: "origin not allowed"})
 		return
 	}
@@ -250,42 +274,42 @@ func (u *upgrade) request(end int) {
 		return
 	}
 	query := ""
-	if q := bytes.IndexByte(h.first[1], '?'); q >= 0 {
-		query = string(h.first[1][q+1:])
+	if target := h.Target(); bytes.IndexByte(target, '?') >= 0 {
+		query = string(target[bytes.IndexByte(target, '?')+1:])
 	}
 	u.miss = s.noteAffinity(query, rt)
-	u.accept = acceptKey(h.get("Sec-WebSocket-Key"))
+	u.accept = acceptKey(h.Field("Sec-WebSocket-Key"))
 	u.offered = offeredProtocols(h)
 	u.req = u.backendRequest(end)
 	u.dial(backend)
 }
 
 // rest is how many bytes the client sent after its head.
-func rest(u *upgrade) int { return u.n - len(u.head.raw) }
+func rest(u *upgrade) int { return u.n - len(u.head.Raw()) }
 
-// checkUpgradeHead applies RFC 6455 section 4.2.1 to a parsed head, as
-// checkClientHandshake does to a request.
-func checkUpgradeHead(h *head) *handshakeError {
+// checkUpgradeHead applies RFC 6455 section 4.2.1 to a head the rules of
+// http1 accepted, as checkClientHandshake does to a request.
+func checkUpgradeHead(h *http1.Head) *handshakeError {
 	switch {
-	case string(h.first[0]) != http.MethodGet:
+	case string(h.Method()) != http.MethodGet:
 		return &handshakeError{status: http.StatusMethodNotAllowed, msg: "websocket upgrade needs GET"}
-	case string(h.first[2]) != "HTTP/1.1":
+	case string(h.Proto()) != "HTTP/1.1":
 		return &handshakeError{status: http.StatusBadRequest, msg: "websocket upgrade needs HTTP/1.1"}
-	case h.count("Host") != 1:
-		return &handshakeError{status: http.StatusBadRequest, msg: "want exactly one Host"}
+	case h.ContentLength > 0 || h.Chunked:
+		return &handshakeError{status: http.StatusBadRequest, msg: "websocket upgrade with a body"}
 	}
-	switch v := h.get("Sec-WebSocket-Version"); string(v) {
+	switch v := h.Field("Sec-WebSocket-Version"); string(v) {
 	case "13":
 	case "":
 		return &handshakeError{status: http.StatusBadRequest, msg: "missing Sec-WebSocket-Version"}
 	default:
 		return &handshakeError{status: http.StatusUpgradeRequired, msg: "unsupported Sec-WebSocket-Version " + strconv.Quote(string(v))}
 	}
-	if h.count("Sec-WebSocket-Key") != 1 {
+	if h.Count("Sec-WebSocket-Key") != 1 {
 		return &handshakeError{status: http.StatusBadRequest, msg: "want exactly one Sec-WebSocket-Key"}
 	}
 	var key [18]byte
-	k := h.get("Sec-WebSocket-Key")
+	k := h.Field("Sec-WebSocket-Key")
 	if len(k) != 24 {
 		return &handshakeError{status: http.StatusBadRequest, msg: "Sec-WebSocket-Key is not 16 bytes in base64"}
 	}
@@ -310,14 +334,14 @@ func acceptKey(key []byte) string {
 func (u *upgrade) backendRequest(end int) []byte {
 	h, rt := u.head, u.rt
 	out := make([]byte, 0, end+256)
-	out = append(out, h.raw[:bytes.Index(h.raw, []byte("\r\n"))+2]...)
+	out = append(out, h.RequestLine()...)
 	listed := h.Values("Connection") // more hop-by-hop names, rarely any beyond "Upgrade"
-	for i := range h.n {
-		name := h.name(i)
-		if isHopHeaderBytes(name) || isForwardingHeader(name) || connectionNames(listed, name) {
+	for i := range h.Len() {
+		name := h.Name(i)
+		if isHopHeaderBytes(name) || isProxyOwned(name) || connectionNames(listed, name) {
 			continue
 		}
-		out = append(out, h.line(i)...)
+		out = append(out, h.Line(i)...)
 		out = append(out, "\r\n"...)
 	}
 	xff := rt.peer.String() // the event loop only takes TCP peers: always an IP
@@ -327,8 +351,13 @@ func (u *upgrade) backendRequest(end int) []byte {
 		}
 	}
 	proto := "http"
-	if p := h.get("X-Forwarded-Proto"); len(p) > 0 && rt.trustedPeer {
+	if p := h.Field("X-Forwarded-Proto"); len(p) > 0 && rt.trustedPeer {
 		proto = string(p)
+	}
+	if host := forwardedHost(h.Values("X-Forwarded-Host"), rt.trustedPeer); host != "" {
+		out = append(out, "X-Forwarded-Host: "...)
+		out = append(out, host...)
+		out = append(out, "\r\n"...)
 	}
 	out = append(out, "Upgrade: websocket\r\nConnection: Upgrade\r\nX-Forwarded-For: "...)
 	out = append(out, xff...)
@@ -339,13 +368,6 @@ func (u *upgrade) backendRequest(end int) []byte {
 	out = append(out, "\r\nX-Request-ID: "...)
 	out = append(out, rt.requestID...)
 	return append(out, "\r\n\r\n"...)
-}
-
-// isForwardingHeader reports whether the proxy replaces the header with
-// its own on the way to the backend.
-func isForwardingHeader(name []byte) bool {
-	return equalFold(name, "X-Forwarded-For") || equalFold(name, "X-Forwarded-Proto") ||
-		equalFold(name, "X-Real-IP") || equalFold(name, "X-Request-ID") || equalFold(name, "Forwarded")
 }
 
 // connectionNames reports whether name is among the tokens of the
@@ -482,19 +504,22 @@ func (u *upgrade) readResponseOnce() bool {
 	}
 	u.backendFull = u.n+n == len(*u.buf) // a full read may have left bytes behind
 	u.n += n
-	end := headEnd((*u.buf)[:u.n])
-	if end == 0 {
+	end, err := http1.End((*u.buf)[:u.n])
+	if err == nil && end == 0 {
 		if u.n == len(*u.buf) {
 			u.refuse(hsUnreachable, &handshakeError{status: http.StatusBadGateway, msg: "backend answer head too large"})
 			return false
 		}
 		return true
 	}
-	if err := u.head.parse((*u.buf)[:end]); err != nil || u.head.status() == 0 {
-		u.refuse(hsUnreachable, &handshakeError{status: http.StatusBadGateway, msg: "malformed backend answer"})
+	if err == nil {
+		err = u.head.ReadResponse((*u.buf)[:end])
+	}
+	if err != nil {
+		u.refuse(hsUnreachable, &handshakeError{status: http.StatusBadGateway, msg: "malformed backend answer", err: err})
 		return false
 	}
-	status := u.head.status()
+	status := u.head.Status()
 	u.srv.passive(u.rt.backend, status)
 	if status != http.StatusSwitchingProtocols {
 		u.refusal(status, end)
@@ -513,12 +538,12 @@ func (u *upgrade) readResponseOnce() bool {
 func (u *upgrade) checkAnswer() string {
 	h := u.head
 	switch {
-	case !h.hasToken("Upgrade", "websocket"), !h.hasToken("Connection", "upgrade"):
+	case !h.HasToken("Upgrade", "websocket"), !h.HasToken("Connection", "upgrade"):
 		return "backend answered 101 without upgrading to websocket"
-	case string(h.get("Sec-WebSocket-Accept")) != u.accept:
+	case string(h.Field("Sec-WebSocket-Accept")) != u.accept:
 		return "backend's Sec-WebSocket-Accept does not match the key"
 	}
-	if p := string(h.get("Sec-WebSocket-Protocol")); p != "" {
+	if p := h.Get("Sec-WebSocket-Protocol"); p != "" {
 		for _, o := range u.offered {
 			if o == p {
 				return ""
@@ -535,11 +560,11 @@ func (u *upgrade) answer(end int) {
 	h := u.head
 	out := make([]byte, 0, end+128)
 	out = append(out, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"...)
-	for i := range h.n {
-		if name := h.name(i); isHopHeaderBytes(name) || equalFold(name, "Content-Length") {
+	for i := range h.Len() {
+		if name := h.Name(i); isHopHeaderBytes(name) || equalFold(name, "Content-Length") {
 			continue
 		}
-		out = append(out, h.line(i)...)
+		out = append(out, h.Line(i)...)
 		out = append(out, "\r\n"...)
 	}
 	if u.rt.setCookie != "" {
@@ -553,7 +578,7 @@ func (u *upgrade) answer(end int) {
 		out = append(out, "\r\n"...)
 	}
 	out = append(out, "\r\n"...)
-	extensions := len(h.get("Sec-WebSocket-Extensions")) > 0
+	extensions := len(h.Field("Sec-WebSocket-Extensions")) > 0
 	var pending []byte
 	if end < u.n {
 		pending = append(pending, (*u.buf)[end:u.n]...)
@@ -593,18 +618,18 @@ func (u *upgrade) refusal(status, end int) {
 	s.log.Info("backend refused upgrade", zap.Stringer("remote", u.peer),
 		zap.String("backend", u.rt.backend), zap.Int("status", status))
 	u.left = -1
-	if cl := h.get("Content-Length"); cl != nil {
+	if cl := h.Field("Content-Length"); cl != nil {
 		if n, err := strconv.ParseInt(string(cl), 10, 64); err == nil && n >= 0 {
 			u.left = n
 		}
 	}
 	out := make([]byte, 0, end+32)
-	out = append(out, h.raw[:bytes.Index(h.raw, []byte("\r\n"))+2]...)
-	for i := range h.n {
-		if name := h.name(i); equalFold(name, "Connection") || equalFold(name, "Keep-Alive") {
+	out = append(out, h.RequestLine()...)
+	for i := range h.Len() {
+		if name := h.Name(i); equalFold(name, "Connection") || equalFold(name, "Keep-Alive") {
 			continue
 		}
-		out = append(out, h.line(i)...)
+		out = append(out, h.Line(i)...)
 		out = append(out, "\r\n"...)
 	}
 	out = append(out, "Connection: close\r\n\r\n"...)
@@ -641,9 +666,12 @@ func (u *upgrade) relayRefusal(body []byte) {
 }
 
 // refuse answers the client with the proxy's own status and closes.
+// result labels the handshake metric; "" counts nothing.
 func (u *upgrade) refuse(result string, he *handshakeError) {
 	s := u.srv
-	s.metrics.handshake(result)
+	if result != "" {
+		s.metrics.handshake(result)
+	}
 	s.log.Info("handshake refused", zap.Stringer("remote", u.peer), zap.Int("status", he.status),
 		zap.String("reason", he.msg), zap.Error(he.err))
 	u.releaseReservation()
@@ -652,17 +680,14 @@ func (u *upgrade) refuse(result string, he *handshakeError) {
 		unix.Close(u.bfd)
 		u.bfd = -1
 	}
-	body := he.msg + "\n"
-	out := []byte("HTTP/1.1 " + strconv.Itoa(he.status) + " " + http.StatusText(he.status) +
-		"\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\nConnection: close\r\n")
+	extra := ""
 	switch he.status {
 	case http.StatusUpgradeRequired:
-		out = append(out, "Sec-WebSocket-Version: 13\r\n"...)
+		extra = "Sec-WebSocket-Version: 13\r\n"
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
-		out = append(out, "Retry-After: "+retryAfter+"\r\n"...)
+		extra = "Retry-After: " + retryAfter + "\r\n"
 	}
-	out = append(out, "\r\n"+body...)
-	u.phase, u.out, u.toClient = phAnswer, out, true
+	u.phase, u.out, u.toClient = phAnswer, errorAnswer(he.status, he.msg, extra), true
 	u.then = u.close
 	// A client that does not take the answer is not waited for long.
 	u.loop.upgrades.schedule(u, time.Now().UnixNano()+int64(time.Second))
@@ -694,9 +719,7 @@ func (u *upgrade) handOff() {
 	if err != nil {
 		return
 	}
-	if !u.srv.front.Load().ln.deliver(&prefixConn{Conn: conn, prefix: prefix}) {
-		conn.Close()
-	}
+	u.srv.front.Load().ln.handOver(newStrictConn(u.srv, conn, prefix))
 }
 
 // close ends the handshake and closes both sockets.
@@ -721,20 +744,4 @@ func (u *upgrade) closeBackendAndBuffer() {
 		u.loop.putBuf(u.buf)
 		u.buf = nil
 	}
-}
-
-// prefixConn is a connection some of whose bytes were read already: they
-// are read again first.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
 }
