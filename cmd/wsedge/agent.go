@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -21,7 +22,8 @@ func agentCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	weight := fs.Int("weight", 1, "the backend's share of the ring, 1..1000")
 	bind := fs.String("bind", "0.0.0.0:7946", "gossip address, TCP and UDP; change it when a proxy or another agent on this host uses the port")
 	name := fs.String("name", "", "gossip node name, unique in the cluster (default: hostname and bind port)")
-	secretFile := fs.String("secret-file", "", "gossip encryption key `file`, as the proxies' [discovery] secret_file")
+	secretFile := fs.String("secret-file", "", "gossip encryption key `file`, as the proxies' [discovery] secret_file; required unless --bind is a loopback address")
+	plaintext := fs.Bool("allow-plaintext-gossip", false, "gossip without --secret-file on a non-loopback --bind, where anyone who reaches it could put backends in the ring")
 	grace := fs.Duration("grace", 10*time.Second, "on SIGTERM, how long to advertise draining before leaving")
 	interval := fs.Duration("check-interval", time.Second, "time between local health checks")
 	profile := fs.String("profile", upstream.ProfileLAN, "gossip timing, as the proxies' [discovery] profile: lan, wan or local")
@@ -54,11 +56,12 @@ func agentCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	defer log.Sync()
 	a, err := upstream.NewAgent(upstream.AgentConfig{
 		Discovery: upstream.DiscoveryConfig{
-			Bind:       *bind,
-			Name:       *name,
-			Join:       seeds,
-			SecretFile: *secretFile,
-			Profile:    *profile,
+			Bind:           *bind,
+			Name:           *name,
+			Join:           seeds,
+			SecretFile:     *secretFile,
+			Profile:        *profile,
+			AllowPlaintext: *plaintext,
 		},
 		Advertise:     *advertise,
 		Weight:        *weight,
@@ -66,6 +69,9 @@ func agentCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		CheckInterval: *interval,
 		Grace:         *grace,
 	}, log)
+	if errors.Is(err, upstream.ErrPlaintextGossip) {
+		return fmt.Errorf("agent: %w: pass --secret-file gossip.key, or --allow-plaintext-gossip", err)
+	}
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)
 	}

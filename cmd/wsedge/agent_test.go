@@ -27,6 +27,8 @@ func TestAgentFlags(t *testing.T) {
 		{"profile", []string{"--join", "127.0.0.1:7946", "--advertise", "127.0.0.1:9001", "--profile", "fast"}, `gossip profile "fast"`},
 		{"missing key file", []string{"--join", "127.0.0.1:7946", "--advertise", "127.0.0.1:9001", "--secret-file", "/nonexistent/key"}, "gossip secret"},
 		{"stray argument", []string{"--join", "127.0.0.1:7946", "--advertise", "127.0.0.1:9001", "extra"}, `unexpected argument "extra"`},
+		{"advertise with a space", []string{"--join", "127.0.0.1:7946", "--advertise", "app 1:9001"}, "want an IP address or a DNS name"},
+		{"default bind without a key", []string{"--join", "127.0.0.1:7946", "--advertise", "127.0.0.1:9001"}, "head -c 32 /dev/urandom | base64 > gossip.key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

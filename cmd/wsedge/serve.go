@@ -128,6 +128,7 @@ func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemo
 		Help: "Config reloads on SIGHUP, by result (ok or failed).",
 	}, []string{"result"})
 	metrics.MustRegister(d.reloads)
+	metrics.MustRegister(newGossipRejections(d.set))
 	d.srv = proxy.New(pc, d.set, proxy.WithLogger(log), proxy.WithMetrics(metrics))
 	d.adminMux = d.adminHandler(metrics)
 	d.metricsMux = metricsHandler(metrics)

@@ -94,7 +94,8 @@ func upstreamConfig(f *config.File, pc proxy.Config) upstream.Config {
 		Health: upstream.HealthConfig{Type: f.Health.Type, Path: f.Health.Path, Interval: f.Health.Interval,
 			Timeout: f.Health.Timeout, Rise: f.Health.Rise, Fall: f.Health.Fall},
 		Discovery: upstream.DiscoveryConfig{Bind: f.Discovery.Bind, Name: f.Discovery.Name, Join: f.Discovery.Join,
-			SecretFile: f.Discovery.SecretFile, Profile: f.Discovery.Profile},
+			SecretFile: f.Discovery.SecretFile, Profile: f.Discovery.Profile,
+			AllowPlaintext: f.Discovery.AllowPlaintextGossip, AllowedBackends: f.Discovery.AllowedBackends},
 		UpstreamTLS: pc.UpstreamTLS,
 	}
 }
