@@ -17,8 +17,9 @@ type AgentConfig struct {
 	// AllowedBackends means nothing to an agent, which routes nothing.
 	Discovery DiscoveryConfig
 	// Advertise is the backend's host:port as the proxies should dial it:
-	// an IP address or a DNS name, and a port of 1..65535, written as the
-	// proxies accept it (see checkAddr). Required.
+	// an IP address (IPv6 in brackets, in its shortest form) or a DNS name,
+	// and a port of 1..65535 without leading zeros, since proxies refuse
+	// any other spelling. Required.
 	Advertise string
 	// Weight is the backend's share of the ring, 1..1000. Zero means 1.
 	Weight int

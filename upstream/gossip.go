@@ -137,10 +137,10 @@ func startGossip(d DiscoveryConfig, key []byte, meta nodeMeta, log *zap.Logger, 
 		return nil, fmt.Errorf("upstream: gossip on %s: %w", d.Bind, err)
 	}
 	g.ml = ml
-	g.log.Info("gossip started", zap.String("node", name), zap.String("addr", g.addr()),
+	log.Info("gossip started", zap.String("node", name), zap.String("addr", g.addr()),
 		zap.Strings("join", d.Join), zap.String("profile", d.Profile), zap.Bool("encrypted", key != nil))
 	if key == nil && !loopbackBind(d.Bind) {
-		g.log.Warn("gossip unencrypted beyond this host: anyone who reaches it can join and advertise backends",
+		log.Warn("gossip unencrypted beyond this host: anyone who reaches it can join and advertise backends",
 			zap.String("bind", d.Bind))
 	}
 	return g, nil
