@@ -163,6 +163,19 @@ func TestAdminToken(t *testing.T) {
 	expect(first, http.StatusUnauthorized)
 	expect(second, http.StatusOK)
 
+	// wsedge route asks the running proxy with the token its config names.
+	routeCfg := filepath.Join(dir, "route.toml")
+	if err := os.WriteFile(routeCfg, []byte(fmt.Sprintf("listen = %q\nadmin_listen = %q\nadmin_token_file = %q\n%s",
+		p.listen, p.admin, tokenPath, upstreams(b))), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rctx, rcancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer rcancel()
+	if out, err := exec.CommandContext(rctx, binary, "route", "--config", routeCfg, "127.0.0.1").CombinedOutput(); err != nil ||
+		!strings.Contains(string(out), "from the running proxy at "+p.admin) {
+		t.Errorf("wsedge route with the token file: %v, %q; want the running proxy's answer", err, out)
+	}
+
 	writeToken(t, tokenPath, "short")
 	p.signal(t, syscall.SIGHUP)
 	p.logs.wait(t, "config reload failed", 5*time.Second, tokenPath, "at least 16")

@@ -32,7 +32,7 @@ func routeCmd(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	source := "the running proxy at " + f.AdminListen
-	ex, err := liveRoute(f.AdminListen, key)
+	ex, err := liveRoute(f.AdminListen, f.AdminTokenFile, key)
 	if err != nil {
 		pc, cerr := proxyConfig(f)
 		if cerr != nil {
@@ -51,11 +51,19 @@ func routeCmd(args []string, stdout, stderr io.Writer) error {
 	return nil
 }
 
-// liveRoute asks a running proxy's admin endpoint.
-func liveRoute(admin, key string) (proxy.Explanation, error) {
+// liveRoute asks a running proxy's admin endpoint, with the admin token
+// when the config names one.
+func liveRoute(admin, tokenFile, key string) (proxy.Explanation, error) {
 	var ex proxy.Explanation
 	if admin == "" {
 		return ex, errors.New("no admin_listen configured")
+	}
+	token := ""
+	if tokenFile != "" {
+		var err error
+		if token, err = readAdminToken(tokenFile); err != nil {
+			return ex, err
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
@@ -63,6 +71,9 @@ func liveRoute(admin, key string) (proxy.Explanation, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return ex, err
+	}
+	if token != "" {
+		req.Header.Set("Authorization", "Bearer "+token)
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
