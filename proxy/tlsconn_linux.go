@@ -1,0 +1,304 @@
+//go:build linux
+
+package proxy
+
+import (
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// wouldBlock is what a loop-driven TLS connection's transport says when
+// the socket has nothing more for now. crypto/tls keeps a partly read
+// record, and the connection usable, after a transport error only when it
+// is a net.Error whose Temporary() is true (conn.go, readRecordOrCCS): so
+// a read can stop at any byte and go on at the next edge.
+type wouldBlock struct{}
+
+func (wouldBlock) Error() string   { return "would block" }
+func (wouldBlock) Timeout() bool   { return true }
+func (wouldBlock) Temporary() bool { return true }
+
+var errWouldBlock net.Error = wouldBlock{}
+
+// hardError is any other I/O error, wrapped so that it is not a net.Error:
+// syscall.Errno is one, and says Temporary() for ETIMEDOUT, EINTR or
+// EMFILE, which would keep a dead connection alive inside crypto/tls.
+type hardError struct{ err error }
+
+func (e *hardError) Error() string { return e.err.Error() }
+func (e *hardError) Unwrap() error { return e.err }
+
+// tlsTransport is the net.Conn under a tls.Conn the proxy drives itself.
+// It reads and writes the raw socket fd, in one of three ways:
+//
+//   - During the handshake, on a worker of the handshake pool, it waits for
+//     the socket with poll(2), until deadline or until the pool stops.
+//   - Once the handshake is done, on the socket's event loop, it never
+//     waits: a read with nothing there is errWouldBlock, and a write never
+//     fails for want of room: what the kernel does not take waits in
+//     pending (a buffer borrowed only while it holds bytes) for the next
+//     EPOLLOUT. crypto/tls makes every write error permanent, and has
+//     advanced the record's sequence number by then, so a record cannot be
+//     written again.
+//   - Handed to the HTTP server (a plain request over TLS), it reads and
+//     writes through nc, a net.Conn of Go's on the same socket.
+//
+// The loop owns the socket from accept to close; the worker borrows it for
+// the handshake only. Not safe for concurrent use.
+type tlsTransport struct {
+	fd     int
+	peer   net.Addr
+	prefix []byte // bytes the loop read before the handshake: read first
+
+	// handshake mode
+	waiting  bool  // reads and writes wait, until deadline
+	deadline int64 // unix nanoseconds
+	stop     int   // eventfd that ends every wait; -1 when none
+
+	pending *[]byte // ciphertext the kernel has not taken yet; nil when none
+	corked  bool    // writes only append to pending until flush
+	werr    error   // the write error that ended the connection
+
+	nc net.Conn // after a hand-off to the HTTP server
+}
+
+func (t *tlsTransport) Read(p []byte) (int, error) {
+	if len(t.prefix) > 0 {
+		n := copy(p, t.prefix)
+		t.prefix = t.prefix[n:]
+		return n, nil
+	}
+	if t.nc != nil {
+		return t.nc.Read(p)
+	}
+	for {
+		n, err := readFD(t.fd, p)
+		switch {
+		case err == unix.EAGAIN && t.waiting:
+			if err := t.wait(unix.POLLIN); err != nil {
+				return 0, err
+			}
+			continue
+		case err == unix.EAGAIN:
+			return 0, errWouldBlock
+		case err != nil:
+			return 0, &hardError{os.NewSyscallError("read", err)}
+		case n == 0:
+			return 0, io.EOF
+		}
+		return n, nil
+	}
+}
+
+func (t *tlsTransport) Write(p []byte) (int, error) {
+	if t.nc != nil {
+		if err := t.flushTo(t.nc); err != nil {
+			return 0, err
+		}
+		return t.nc.Write(p)
+	}
+	if t.werr != nil {
+		return 0, t.werr
+	}
+	total := len(p)
+	for t.pending == nil && !t.corked && len(p) > 0 {
+		n, err := writeFD(t.fd, p)
+		p = p[n:]
+		switch {
+		case err == unix.EAGAIN && t.waiting:
+			if err := t.wait(unix.POLLOUT); err != nil {
+				return total - len(p), err
+			}
+		case err != nil && err != unix.EAGAIN:
+			t.werr = &hardError{os.NewSyscallError("write", err)}
+			return total - len(p), t.werr
+		case len(p) > 0:
+			// The kernel took what it had room for; the rest waits.
+			t.hold(p)
+			return total, nil
+		}
+	}
+	if len(p) > 0 {
+		t.hold(p)
+	}
+	return total, nil
+}
+
+// hold keeps p for the next flush.
+func (t *tlsTransport) hold(p []byte) {
+	if t.pending == nil {
+		t.pending = new([]byte)
+	}
+	*t.pending = append(*t.pending, p...)
+}
+
+// wait blocks, during the handshake, until the socket is ready for events
+// or the handshake's time is up.
+func (t *tlsTransport) wait(events int16) error {
+	for {
+		left := time.Duration(t.deadline - time.Now().UnixNano())
+		if left <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		fds := []unix.PollFd{{Fd: int32(t.fd), Events: events}, {Fd: int32(t.stop), Events: unix.POLLIN}}
+		if t.stop < 0 {
+			fds = fds[:1]
+		}
+		n, err := unix.Poll(fds, int(left/time.Millisecond)+1)
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
+			return &hardError{os.NewSyscallError("poll", err)}
+		case n > 0 && len(fds) > 1 && fds[1].Revents != 0:
+			return errPoolStopped
+		case n > 0:
+			return nil
+		}
+	}
+}
+
+var errPoolStopped = errors.New("proxy shutting down")
+
+// flush writes what is pending. It reports whether nothing is left; when
+// something is, the next EPOLLOUT flushes again.
+func (t *tlsTransport) flush() (bool, error) {
+	t.corked = false
+	if t.werr != nil {
+		return false, t.werr
+	}
+	if t.pending == nil {
+		return true, nil
+	}
+	n, err := writeFD(t.fd, *t.pending)
+	rest := (*t.pending)[n:]
+	switch {
+	case err != nil && err != unix.EAGAIN:
+		t.werr = &hardError{os.NewSyscallError("write", err)}
+		t.pending = nil
+		return false, t.werr
+	case len(rest) > 0:
+		*t.pending = append((*t.pending)[:0], rest...)
+		return false, nil
+	}
+	t.pending = nil
+	return true, nil
+}
+
+// flushTo writes what is pending through w, once the socket has a
+// net.Conn of Go's.
+func (t *tlsTransport) flushTo(w io.Writer) error {
+	if t.pending == nil {
+		return nil
+	}
+	_, err := w.Write(*t.pending)
+	t.pending = nil
+	return err
+}
+
+// held reports whether ciphertext waits for the socket to take it.
+func (t *tlsTransport) held() bool { return t.pending != nil }
+
+// Close does nothing: the socket's loop closes it. crypto/tls closes its
+// transport only from Close, which the proxy does not call.
+func (t *tlsTransport) Close() error { return nil }
+
+func (t *tlsTransport) LocalAddr() net.Addr {
+	if t.nc != nil {
+		return t.nc.LocalAddr()
+	}
+	sa, err := unix.Getsockname(t.fd)
+	if err != nil {
+		return &net.TCPAddr{}
+	}
+	return sockaddrTCP(sa)
+}
+
+func (t *tlsTransport) RemoteAddr() net.Addr { return t.peer }
+
+func (t *tlsTransport) SetDeadline(d time.Time) error {
+	if t.nc != nil {
+		return t.nc.SetDeadline(d)
+	}
+	return nil
+}
+
+func (t *tlsTransport) SetReadDeadline(d time.Time) error {
+	if t.nc != nil {
+		return t.nc.SetReadDeadline(d)
+	}
+	return nil
+}
+
+func (t *tlsTransport) SetWriteDeadline(d time.Time) error {
+	if t.nc != nil {
+		return t.nc.SetWriteDeadline(d)
+	}
+	return nil
+}
+
+// sockaddrTCP turns a socket address into a *net.TCPAddr.
+func sockaddrTCP(sa unix.Sockaddr) *net.TCPAddr {
+	switch a := sa.(type) {
+	case *unix.SockaddrInet4:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
+	case *unix.SockaddrInet6:
+		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
+	}
+	return &net.TCPAddr{}
+}
+
+// tlsSide is one end of a loop-driven connection that speaks TLS, once its
+// handshake is done: the loop reads and writes its records through conn.
+// It holds no buffer while idle beyond what conn's own state keeps.
+type tlsSide struct {
+	conn *tls.Conn
+	tr   *tlsTransport
+}
+
+// read decrypts what the socket has into p: as readFD reports it, (0, nil)
+// at the end of the stream and EAGAIN when nothing more is there. A read
+// returns one record at most, and more may wait decrypted or in the
+// transport's buffer: the caller reads until EAGAIN whatever the size.
+func (s *tlsSide) read(p []byte) (int, error) {
+	n, err := s.conn.Read(p)
+	if s.tr.held() {
+		s.tr.flush() // an alert or a key update answered while reading
+	}
+	switch {
+	case n > 0:
+		return n, nil // an error with it comes again on the next read
+	case err == errWouldBlock:
+		return 0, unix.EAGAIN
+	case errors.Is(err, io.EOF):
+		return 0, nil
+	}
+	return 0, err
+}
+
+// write encrypts p and sends it: all of it, or what the socket did not
+// take waits in the transport, and the caller waits for EPOLLOUT (see
+// held and flush) before writing more.
+func (s *tlsSide) write(p []byte) (int, error) {
+	s.tr.corked = true
+	n, err := s.conn.Write(p)
+	if err != nil {
+		return n, err
+	}
+	if _, err := s.tr.flush(); err != nil {
+		return n, err
+	}
+	return n, nil
+}
+
+// closeWrite sends close_notify, without waiting for the socket.
+func (s *tlsSide) closeWrite() {
+	s.tr.corked = true
+	s.conn.CloseWrite()
+	s.tr.flush()
+}

@@ -1,0 +1,161 @@
+//go:build linux
+
+package proxy
+
+import (
+	"bytes"
+	"io"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"math/big"
+	"net"
+	"os"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// testCertificate is a self-signed P-256 certificate for 127.0.0.1.
+func testCertificate(tb testing.TB) tls.Certificate {
+	tb.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// tlsPair is a TLS connection whose server end is a tlsSide on a raw
+// non-blocking socket, as a loop drives it, and whose client end is Go's.
+func tlsPair(t *testing.T, slow bool) (*tlsSide, *tls.Conn) {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := os.NewFile(uintptr(fds[1]), "client")
+	cc, err := net.FileConn(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close(); unix.Close(fds[0]) })
+	cert := testCertificate(t)
+	tr := &tlsTransport{fd: fds[0], stop: -1, waiting: true, deadline: time.Now().Add(5 * time.Second).UnixNano()}
+	server := tls.Server(tr, &tls.Config{Certificates: []tls.Certificate{cert}})
+	var under net.Conn = cc
+	if slow {
+		under = slowConn{cc}
+	}
+	client := tls.Client(under, &tls.Config{InsecureSkipVerify: true})
+	done := make(chan error, 1)
+	go func() { done <- client.Handshake() }()
+	if err := server.Handshake(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	tr.waiting = false
+	return &tlsSide{conn: server, tr: tr}, client
+}
+
+// A record that arrives a few bytes at a time is read once its last byte
+// is there: each read before that says EAGAIN and loses nothing.
+func TestTLSSideReadsPartialRecords(t *testing.T) {
+	side, client := tlsPair(t, true)
+	msg := bytes.Repeat([]byte("partial record "), 1000)
+	go client.Write(msg)
+	buf := make([]byte, 32<<10)
+	var got []byte
+	agains := 0
+	deadline := time.Now().Add(10 * time.Second)
+	for len(got) < len(msg) && time.Now().Before(deadline) {
+		n, err := side.read(buf)
+		switch {
+		case err == unix.EAGAIN:
+			agains++
+			time.Sleep(100 * time.Microsecond)
+		case err != nil:
+			t.Fatal(err)
+		case n == 0:
+			t.Fatal("end of stream")
+		}
+		got = append(got, buf[:n]...)
+	}
+	if !bytes.Equal(got, msg) {
+		t.Fatalf("read %d bytes, want %d", len(got), len(msg))
+	}
+	if agains == 0 {
+		t.Error("no read found a record cut short: the test did not test it")
+	}
+}
+
+// A write the socket cannot take whole is kept, encrypted, until the
+// socket takes writes again; nothing is lost or sent twice.
+func TestTLSSideHoldsWhatTheSocketCannotTake(t *testing.T) {
+	side, client := tlsPair(t, false)
+	msg := make([]byte, 4<<20)
+	rand.Read(msg)
+	if n, err := side.write(msg); n != len(msg) || err != nil {
+		t.Fatalf("write = %d, %v", n, err)
+	}
+	if !side.tr.held() {
+		t.Fatal("4 MiB went out at once: the socket buffer should not hold it")
+	}
+	got := make(chan []byte)
+	go func() {
+		b := make([]byte, len(msg))
+		_, err := io.ReadFull(client, b)
+		if err != nil {
+			b = nil
+		}
+		got <- b
+	}()
+	deadline := time.Now().Add(10 * time.Second)
+	for side.tr.held() && time.Now().Before(deadline) {
+		if _, err := side.tr.flush(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if b := <-got; !bytes.Equal(b, msg) {
+		t.Fatal("the client did not receive the message intact")
+	}
+}
+
+// closeWrite sends close_notify: the client reads a clean end.
+func TestTLSSideCloseNotify(t *testing.T) {
+	side, client := tlsPair(t, false)
+	side.write([]byte("bye"))
+	side.closeWrite()
+	b, err := io.ReadAll(client)
+	if string(b) != "bye" || err != nil {
+		t.Fatalf("client read %q, %v; want \"bye\" and a clean end", b, err)
+	}
+}
+
+// slowConn writes in small pieces, as a client on a slow link.
+type slowConn struct{ net.Conn }
+
+func (c slowConn) Write(p []byte) (int, error) {
+	for i := 0; i < len(p); i += 7 {
+		if _, err := c.Conn.Write(p[i:min(i+7, len(p))]); err != nil {
+			return i, err
+		}
+		time.Sleep(50 * time.Microsecond)
+	}
+	return len(p), nil
+}
