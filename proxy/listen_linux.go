@@ -21,9 +21,12 @@ import (
 // ListenTCP opens a plain-TCP client listener whose connections the event
 // loops accept themselves: one SO_REUSEPORT socket per loop, so that a
 // client is accepted, upgraded and relayed on one thread, with no goroutine
-// woken and no hand-over between threads per connection. Serve it with
-// Server.Serve; other servers cannot accept from it.
-func ListenTCP(address string) (net.Listener, error) {
+// woken and no hand-over between threads per connection. loops is the
+// number of loops of the Server that will serve it (Server.Loops); zero
+// means one per processor the Go runtime may use, as for a Server built
+// without WithLoops. Serve it with Server.Serve; other servers cannot
+// accept from it.
+func ListenTCP(address string, loops int) (net.Listener, error) {
 	ap, err := resolveTCP(address)
 	if err != nil {
 		return nil, err
@@ -40,8 +43,11 @@ func ListenTCP(address string) (net.Listener, error) {
 		}
 	}
 	ln := &loopListener{closed: make(chan struct{})}
+	if loops <= 0 {
+		loops = runtime.GOMAXPROCS(0)
+	}
 	backlog := listenBacklog()
-	for range runtime.NumCPU() {
+	for range loops {
 		fd, err := listenReusePort(ap, backlog)
 		if err != nil {
 			ln.Close()

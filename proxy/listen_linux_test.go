@@ -24,7 +24,7 @@ import (
 // A client accepted from ListenTCP's sockets comes with its own address and
 // with TCP_NODELAY already on, inherited from the listener.
 func TestListenTCPAcceptsWithPeerAndNoDelay(t *testing.T) {
-	ln, err := ListenTCP("127.0.0.1:0")
+	ln, err := ListenTCP("127.0.0.1:0", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,7 +67,7 @@ func TestListenTCPAcceptsWithPeerAndNoDelay(t *testing.T) {
 func TestListenTCPSpreadsAndCloses(t *testing.T) {
 	b := upstreamtest.Start(t, upstreamtest.WithName("b1"))
 	srv := New(Config{}, upstream.NewSet([]upstream.Backend{{Addr: b.Addr, Weight: 1}}))
-	ln, err := ListenTCP("127.0.0.1:0")
+	ln, err := ListenTCP("127.0.0.1:0", srv.Loops())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,26 +153,26 @@ func TestListenTCPPorts(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer busy.Close()
-	if ln, err := ListenTCP(busy.Addr().String()); err == nil {
+	if ln, err := ListenTCP(busy.Addr().String(), 0); err == nil {
 		ln.Close()
 		t.Fatalf("ListenTCP on a port in use succeeded")
 	} else if !errors.Is(err, unix.EADDRINUSE) || !strings.Contains(err.Error(), busy.Addr().String()) {
 		t.Fatalf("ListenTCP on a port in use: %v, want address already in use naming it", err)
 	}
-	ln, err := ListenTCP("127.0.0.1:0")
+	ln, err := ListenTCP("127.0.0.1:0", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if again, err := ListenTCP(ln.Addr().String()); err == nil {
+	if again, err := ListenTCP(ln.Addr().String(), 0); err == nil {
 		again.Close()
 		t.Fatal("a second ListenTCP on the first's port succeeded")
 	}
 	ln.Close()
-	if _, err := ListenTCP("127.0.0.1"); err == nil || !strings.Contains(err.Error(), "missing port") {
+	if _, err := ListenTCP("127.0.0.1", 0); err == nil || !strings.Contains(err.Error(), "missing port") {
 		t.Fatalf("ListenTCP without a port: %v", err)
 	}
 
-	any, err := ListenTCP(":0")
+	any, err := ListenTCP(":0", 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -9,8 +9,9 @@ import (
 )
 
 // ListenTCP opens a plain-TCP client listener. Off Linux it is Go's own,
-// without TCP keepalive probes (the proxy's heartbeats find dead clients).
-func ListenTCP(address string) (net.Listener, error) {
+// without TCP keepalive probes (the proxy's heartbeats find dead clients),
+// and there are no event loops: loops is ignored.
+func ListenTCP(address string, loops int) (net.Listener, error) {
 	lc := net.ListenConfig{KeepAlive: -1}
 	return lc.Listen(context.Background(), "tcp", address)
 }

@@ -15,9 +15,10 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// poller spreads plain-TCP WebSockets over a few event loops, one per CPU,
-// so that an idle connection costs its state and no goroutine or buffer.
-// It is safe for concurrent use.
+// poller spreads plain-TCP WebSockets over a few event loops (Server.loops,
+// by default one per processor the Go runtime may use), so that an idle
+// connection costs its state and no goroutine or buffer. It is safe for
+// concurrent use.
 type poller struct {
 	srv     *Server
 	once    sync.Once
@@ -43,7 +44,7 @@ func (p *poller) pick() (*loop, error) {
 // all returns every loop, starting them the first time.
 func (p *poller) all() ([]*loop, error) {
 	p.once.Do(func() {
-		for range runtime.NumCPU() {
+		for range p.srv.loops {
 			l, err := newLoop(p.srv)
 			if err != nil {
 				p.err = err
@@ -52,10 +53,15 @@ func (p *poller) all() ([]*loop, error) {
 			p.loops = append(p.loops, l)
 			p.wg.Go(l.run)
 		}
-		if err := p.loops[0].ringErr; err != nil {
-			p.srv.log.Info("io_uring not available; relaying with a system call per read and write", zap.Error(err))
+		ring, err := "on", p.loops[0].ringErr
+		switch {
+		case p.srv.noRing:
+			ring, err = "off", nil
+		case err != nil:
+			ring = "unavailable" // a system call per read and write
 		}
 		p.started.Store(true)
+		p.srv.log.Info("event loops started", zap.Int("loops", len(p.loops)), zap.String("io_uring", ring), zap.Error(err))
 	})
 	if p.err != nil {
 		return nil, p.err
@@ -64,6 +70,15 @@ func (p *poller) all() ([]*loop, error) {
 		return nil, errors.New("event loops stopped")
 	}
 	return p.loops, nil
+}
+
+// running returns how many loops run: none until the first plain-TCP
+// listener or WebSocket starts them.
+func (p *poller) running() int {
+	if !p.started.Load() {
+		return 0
+	}
+	return len(p.loops)
 }
 
 // stats returns the relay counters of the loops started so far.
@@ -102,7 +117,13 @@ type loop struct {
 	// per handed-over connection.
 	sleeping atomic.Bool
 
-	conns    []loopConn // by file descriptor
+	conns []loopConn // by file descriptor
+	// live counts the connections in conns. When it falls below a quarter
+	// of the table, trimDue asks for a look at the table's high end, at
+	// most once per trimEvery (trimmed is the last look).
+	live     int
+	trimDue  bool
+	trimmed  int64
 	wheel    *wheel[econn, *econn]
 	upgrades *wheel[upgrade, *upgrade] // handshake deadlines
 	running  bool
@@ -241,10 +262,11 @@ func (l *loop) run() {
 			l.mu.Unlock()
 			if idle {
 				timeout := -1
-				if l.wheel.pending() || l.upgrades.pending() {
+				switch {
+				case l.wheel.pending() || l.upgrades.pending():
 					timeout = int(wheelTick / time.Millisecond)
-				} else if len(l.bufs) > 0 {
-					timeout = int(bufsKeptIdle / time.Millisecond)
+				case len(l.bufs) > 0 || l.trimDue:
+					timeout = int(min(bufsKeptIdle, trimEvery) / time.Millisecond)
 				}
 				n, err = unix.EpollWait(l.epfd, events, timeout)
 				if n == 0 && err == nil {
@@ -277,6 +299,9 @@ func (l *loop) run() {
 		l.wheel.advance(now)
 		l.upgrades.advance(now)
 		l.flushIO(now)
+		if l.trimDue && now-l.trimmed >= int64(trimEvery) {
+			l.trimConns(now)
+		}
 		if now-l.yielded > yieldEvery {
 			// A goroutine that has not been rescheduled for 10ms is
 			// preempted by the runtime's monitor thread, or, caught in
@@ -356,6 +381,9 @@ func (l *loop) register(fd int, c loopConn, events uint32) error {
 	for fd >= len(l.conns) {
 		l.conns = append(l.conns, nil)
 	}
+	if l.conns[fd] == nil {
+		l.live++
+	}
 	l.conns[fd] = c
 	ev := unix.EpollEvent{Events: events, Fd: int32(fd)}
 	return unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &ev)
@@ -364,9 +392,47 @@ func (l *loop) register(fd int, c loopConn, events uint32) error {
 // unregister forgets fd; closing it, the only descriptor of its socket,
 // takes it out of the epoll set.
 func (l *loop) unregister(fd int) {
-	if fd < len(l.conns) {
-		l.conns[fd] = nil
+	if fd >= len(l.conns) || l.conns[fd] == nil {
+		return
 	}
+	l.conns[fd] = nil
+	if l.live--; l.live < len(l.conns)/4 && len(l.conns) > minConnTable {
+		l.trimDue = true
+	}
+}
+
+const (
+	// minConnTable is the descriptor table a loop never trims below:
+	// 16 KiB, whatever it serves.
+	minConnTable = 1024
+	// trimEvery bounds how often a loop looks for an empty high end in
+	// its descriptor table: a high descriptor that comes and goes, as
+	// when other loops hold every lower one, costs a scan and a copy per
+	// trimEvery at most, not per connection.
+	trimEvery = time.Second
+)
+
+// trimConns halves the descriptor table, as often as it can, while no
+// descriptor is registered in its upper three quarters: after a burst of
+// clients a loop keeps a table sized for what it serves now. Growing again
+// doubles it, so a table is never halved and regrown by connections whose
+// descriptors stay within the same bounds.
+func (l *loop) trimConns(now int64) {
+	l.trimDue, l.trimmed = false, now
+	top := len(l.conns) // one past the highest descriptor registered
+	for top > 0 && l.conns[top-1] == nil {
+		top--
+	}
+	n := len(l.conns)
+	for n/2 >= minConnTable && top <= n/4 {
+		n /= 2
+	}
+	if n == len(l.conns) {
+		return
+	}
+	next := make([]loopConn, n)
+	copy(next, l.conns[:top])
+	l.conns = next
 }
 
 // release forgets fd and takes it out of the epoll set explicitly, for a

@@ -27,4 +27,6 @@ func (s *Server) startEconn(*loop, *Config, route, net.Conn, net.Conn, []byte, [
 
 func (p *poller) stats() []*relayStats { return nil }
 
+func (p *poller) running() int { return 0 }
+
 func (s *Server) acceptUpgrade(net.Conn) bool { return false }

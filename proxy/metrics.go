@@ -2,7 +2,9 @@ package proxy
 
 import (
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -52,6 +54,10 @@ type metrics struct {
 	rebalanceCloses   *prometheus.CounterVec
 	affinityMisses    *prometheus.CounterVec
 	transitions       *prometheus.CounterVec
+	// departed deletes transitions' series of backends long gone.
+	departed *departures
+	// localErrors counts failures of the proxy's own resources, by kind.
+	localErrors *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -85,13 +91,18 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 			Name: "wsedge_backend_transitions_total",
 			Help: "Backend health state changes seen by this proxy, by backend and new state.",
 		}, []string{"backend", "state"}),
+		localErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "wsedge_local_errors_total",
+			Help: "Failures of the proxy's own resources (descriptors, ports, buffers, memory) while dialing a backend or accepting a client, by kind; they never count against a backend's health.",
+		}, []string{"kind"}),
 	}
+	m.departed = newDepartures(m.transitions, s.seriesRetention)
 	for _, r := range []string{hsOK, hsBadRequest, hsNoBackend, hsOverLimit, hsOriginDenied, hsRefused, hsUnreachable, hsBackendTimeout, hsClientFailed} {
 		m.handshakes[r] = hs.WithLabelValues(r)
 	}
 	if reg != nil {
 		reg.MustRegister(hs, m.closes, m.heartbeatTimeouts, m.slowConsumers, m.rebalanceCloses, m.affinityMisses,
-			m.transitions, newLiveCollector(s))
+			m.departed, m.localErrors, newLiveCollector(s))
 	}
 	return m
 }
@@ -114,17 +125,93 @@ func (m *metrics) ended(e *ending) {
 }
 
 // stateChanges counts the backends whose health state differs between
-// two snapshots.
+// two snapshots, and notes those that left.
 func (m *metrics) stateChanges(old, cur *upstream.Snapshot) {
 	was := make(map[string]upstream.State, len(old.Members))
+	left := make(map[string]bool, len(old.Members))
 	for _, mb := range old.Members {
 		was[mb.Addr] = mb.State
+		left[mb.Addr] = true
 	}
 	for _, mb := range cur.Members {
-		if was[mb.Addr] != mb.State {
+		delete(left, mb.Addr)
+	}
+	// Departures first: a backend back after its series went must not
+	// have the count below deleted by a scrape's pruning meanwhile.
+	m.departed.note(cur.Members, left)
+	for _, mb := range cur.Members {
+		if st, ok := was[mb.Addr]; !ok || st != mb.State {
 			m.transitions.WithLabelValues(mb.Addr, string(mb.State)).Inc()
 		}
 	}
+}
+
+// defaultSeriesRetention is how long a departed backend's series stay:
+// several scrapes at any usual interval, so that Prometheus sees their
+// last counts before they go.
+const defaultSeriesRetention = 5 * time.Minute
+
+// departures deletes the series of backends that left the member set once
+// they have been gone for keep, so that a fleet whose backends come and go
+// (autoscaling, hosts replaced under new addresses) does not grow the
+// proxy's metrics without bound. A backend back before then keeps its
+// series and counts on. It collects the vector it prunes, pruning first.
+// It is safe for concurrent use.
+type departures struct {
+	vec  *prometheus.CounterVec // labelled "backend" and more
+	keep time.Duration
+	now  func() time.Time // tests move time
+
+	mu   sync.Mutex           // guards gone
+	gone map[string]time.Time // backend → when it left the members
+}
+
+func newDepartures(vec *prometheus.CounterVec, keep time.Duration) *departures {
+	return &departures{vec: vec, keep: keep, now: time.Now, gone: make(map[string]time.Time)}
+}
+
+// note forgets the departure of every backend in members, records those
+// that left, and prunes.
+func (d *departures) note(members []upstream.Member, left map[string]bool) {
+	now := d.now()
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if len(d.gone) > 0 {
+		for _, m := range members {
+			delete(d.gone, m.Addr)
+		}
+	}
+	for addr := range left {
+		d.gone[addr] = now
+	}
+	d.pruneLocked(now)
+}
+
+// pruneLocked deletes the series of backends gone for keep. d.mu must be
+// held.
+func (d *departures) pruneLocked(now time.Time) {
+	pruned := false
+	for addr, at := range d.gone {
+		if now.Sub(at) >= d.keep {
+			d.vec.DeletePartialMatch(prometheus.Labels{"backend": addr})
+			delete(d.gone, addr)
+			pruned = true
+		}
+	}
+	if pruned && len(d.gone) == 0 {
+		d.gone = make(map[string]time.Time) // a map keeps its buckets
+	}
+}
+
+func (d *departures) Describe(ch chan<- *prometheus.Desc) { d.vec.Describe(ch) }
+
+// Collect prunes, so that a scrape never shows a series past its time
+// even when the members have not changed since, then collects the vector.
+func (d *departures) Collect(ch chan<- prometheus.Metric) {
+	d.mu.Lock()
+	d.pruneLocked(d.now())
+	d.mu.Unlock()
+	d.vec.Collect(ch)
 }
 
 // liveCollector reports what is read from the proxy's state at scrape
@@ -133,7 +220,7 @@ func (m *metrics) stateChanges(old, cur *upstream.Snapshot) {
 type liveCollector struct {
 	s                                              *Server
 	live, ringVersion, ringSize, backendUp, gossip *prometheus.Desc
-	frames, bytes                                  *prometheus.Desc
+	frames, bytes, loops                           *prometheus.Desc
 }
 
 func newLiveCollector(s *Server) *liveCollector {
@@ -153,11 +240,13 @@ func newLiveCollector(s *Server) *liveCollector {
 			"WebSocket frames relayed, by direction.", []string{"direction"}, nil),
 		bytes: prometheus.NewDesc("wsedge_bytes_relayed_total",
 			"WebSocket bytes relayed, frame headers included, by direction.", []string{"direction"}, nil),
+		loops: prometheus.NewDesc("wsedge_event_loops",
+			"Event loops serving plain-TCP clients: [tuning] loops, or one per processor the Go runtime may use (GOMAXPROCS); 0 until the first plain-TCP listener or WebSocket starts them.", nil, nil),
 	}
 }
 
 func (c *liveCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.live, c.ringVersion, c.ringSize, c.backendUp, c.gossip, c.frames, c.bytes} {
+	for _, d := range []*prometheus.Desc{c.live, c.ringVersion, c.ringSize, c.backendUp, c.gossip, c.frames, c.bytes, c.loops} {
 		ch <- d
 	}
 }
@@ -195,4 +284,5 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.frames, prometheus.CounterValue, float64(total.framesDown.Load()), "backend_to_client")
 	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(total.bytesUp.Load()), "client_to_backend")
 	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(total.bytesDown.Load()), "backend_to_client")
+	ch <- prometheus.MustNewConstMetric(c.loops, prometheus.GaugeValue, float64(s.poll.running()))
 }

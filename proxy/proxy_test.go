@@ -49,7 +49,7 @@ func startProxyOn(tb testing.TB, cfg Config, list []upstream.Backend) *testProxy
 	srv := New(cfg, set)
 	srv.goroutinesOnly = strings.HasPrefix(tb.Name(), "TestGoroutineDriver/")
 	srv.noRing = strings.HasPrefix(tb.Name(), "TestWithoutRing/")
-	listen := ListenTCP
+	listen := func(addr string) (net.Listener, error) { return ListenTCP(addr, srv.Loops()) }
 	if strings.HasPrefix(tb.Name(), "TestGoListener/") {
 		listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 	}

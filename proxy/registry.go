@@ -24,9 +24,12 @@ type registry struct {
 	// expected are WebSockets announced by a plain HTTP request that placed
 	// their key (a long-polling transport before its upgrade): counted as
 	// load, so that bounded loads leave room for them, until they come or
-	// their time is up. expectQueue holds the same keys in arrival order.
+	// their time is up. expectQueue holds them in arrival order, and
+	// entries of keys since fulfilled or announced anew, which no longer
+	// match their key's expectation.
 	expected    map[uint64]expectation
-	expectQueue []uint64
+	expectQueue []queuedExpectation
+	expectSeq   uint64        // numbers the expectations
 	total       int           // live connections plus pending handshakes
 	live        int           // live connections
 	empty       chan struct{} // closed while live is 0
@@ -60,10 +63,24 @@ func (r *registry) reserveLocked(backend string, client netip.Addr, maxTotal, ma
 // is counted before it comes.
 const expectTTL = 30 * time.Second
 
+// expectCap bounds the WebSockets expected at once. Every plain HTTP
+// request whose key bounded loads place anew announces one, so a flood of
+// requests with distinct keys (a crawler behind many addresses, clients
+// cycling header values) would otherwise hold an entry each for expectTTL,
+// and count each as load. Past the cap the oldest announcements go first:
+// their WebSockets, should they come, are placed as any new client is,
+// which is what happens after expectTTL anyway. 65,536 is far more
+// long-polling clients upgrading within expectTTL than one proxy sees,
+// and holds the table to a few MiB.
+const expectCap = 1 << 16
+
 type expectation struct {
 	backend string
 	until   time.Time
+	seq     uint64 // the queue entry that stands for it
 }
+
+type queuedExpectation struct{ key, seq uint64 }
 
 // expectLocked counts a WebSocket that key's plain HTTP request announced
 // on backend. r.mu must be held.
@@ -72,10 +89,17 @@ func (r *registry) expectLocked(key uint64, backend string, now time.Time) {
 	if _, ok := r.expected[key]; ok {
 		return
 	}
-	r.expected[key] = expectation{backend, now.Add(expectTTL)}
-	r.expectQueue = append(r.expectQueue, key)
+	for len(r.expected) >= expectCap {
+		r.dropOldestLocked()
+	}
+	r.expectSeq++
+	r.expected[key] = expectation{backend, now.Add(expectTTL), r.expectSeq}
+	r.expectQueue = append(r.expectQueue, queuedExpectation{key, r.expectSeq})
 	r.pending[backend]++
 	r.total++
+	if len(r.expectQueue) > 2*expectCap {
+		r.compactLocked()
+	}
 }
 
 // fulfilLocked takes back key's expectation, now that its WebSocket is
@@ -83,27 +107,54 @@ func (r *registry) expectLocked(key uint64, backend string, now time.Time) {
 func (r *registry) fulfilLocked(key uint64, now time.Time) {
 	r.sweepLocked(now)
 	if e, ok := r.expected[key]; ok {
-		delete(r.expected, key)
-		r.unpend(e.backend)
-		r.total--
+		r.forgetLocked(key, e)
 	}
 }
 
 // sweepLocked drops expectations whose time is up. r.mu must be held.
 func (r *registry) sweepLocked(now time.Time) {
 	for len(r.expectQueue) > 0 {
-		key := r.expectQueue[0]
-		e, ok := r.expected[key]
-		if ok && now.Before(e.until) {
-			return
+		q := r.expectQueue[0]
+		if e, ok := r.expected[q.key]; ok && e.seq == q.seq {
+			if now.Before(e.until) {
+				return
+			}
+			r.forgetLocked(q.key, e)
 		}
 		r.expectQueue = r.expectQueue[1:]
-		if ok {
-			delete(r.expected, key)
-			r.unpend(e.backend)
-			r.total--
+	}
+}
+
+// dropOldestLocked forgets the oldest expectation. r.mu must be held.
+func (r *registry) dropOldestLocked() {
+	for len(r.expectQueue) > 0 {
+		q := r.expectQueue[0]
+		r.expectQueue = r.expectQueue[1:]
+		if e, ok := r.expected[q.key]; ok && e.seq == q.seq {
+			r.forgetLocked(q.key, e)
+			return
 		}
 	}
+}
+
+// compactLocked drops the queue's entries that no longer stand for an
+// expectation: keys fulfilled, or announced again, while older ones wait
+// in front of them. r.mu must be held.
+func (r *registry) compactLocked() {
+	live := r.expectQueue[:0]
+	for _, q := range r.expectQueue {
+		if e, ok := r.expected[q.key]; ok && e.seq == q.seq {
+			live = append(live, q)
+		}
+	}
+	clear(r.expectQueue[len(live):])
+	r.expectQueue = live
+}
+
+func (r *registry) forgetLocked(key uint64, e expectation) {
+	delete(r.expected, key)
+	r.unpend(e.backend)
+	r.total--
 }
 
 // unreserve forgets a handshake that failed.

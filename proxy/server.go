@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http/httputil"
 	"net/netip"
+	"runtime"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -59,9 +60,14 @@ type Server struct {
 	// tests can run the same behaviour through both drivers.
 	goroutinesOnly bool
 	// noRing makes the event loops do each relay read and write as a
-	// system call of its own, as where io_uring is not available, so tests
-	// cover that path too.
+	// system call of its own, as where io_uring is not available: an
+	// operator's choice (WithoutIOUring), and tests cover that path too.
 	noRing bool
+	// loops is how many event loops serve plain-TCP clients, fixed by New.
+	loops int
+	// seriesRetention is how long the metrics keep the series of a backend
+	// that left the member set.
+	seriesRetention time.Duration
 	// closeWait is how long a closing connection waits for the peers'
 	// close frames; tests that close thousands of uncooperative peers
 	// shorten it.
@@ -76,6 +82,24 @@ func WithLogger(l *zap.Logger) Option { return func(s *Server) { s.log = l } }
 
 // WithMetrics registers the proxy's Prometheus metrics with reg.
 func WithMetrics(reg prometheus.Registerer) Option { return func(s *Server) { s.registerer = reg } }
+
+// WithLoops runs n event loops for plain-TCP clients. Zero, the default,
+// means one per processor the Go runtime may use when New runs
+// (runtime.GOMAXPROCS(0), which follows a container's CPU limit and the
+// process's CPU affinity). The number is fixed for the Server's life;
+// give ListenTCP the same one (Loops).
+func WithLoops(n int) Option { return func(s *Server) { s.loops = n } }
+
+// WithoutIOUring makes the event loops read and write with a system call
+// each, as where the kernel has no io_uring, even where it has one.
+func WithoutIOUring() Option { return func(s *Server) { s.noRing = true } }
+
+// WithBackendSeriesRetention keeps the metric series labelled with a
+// backend for d after the backend left the member set, then deletes them.
+// Zero means 5 minutes.
+func WithBackendSeriesRetention(d time.Duration) Option {
+	return func(s *Server) { s.seriesRetention = d }
+}
 
 // New returns a Server routing over the backends of members.
 func New(cfg Config, members memberSource, opts ...Option) *Server {
@@ -96,6 +120,12 @@ func New(cfg Config, members memberSource, opts ...Option) *Server {
 	for _, o := range opts {
 		o(s)
 	}
+	if s.loops <= 0 {
+		s.loops = runtime.GOMAXPROCS(0)
+	}
+	if s.seriesRetention <= 0 {
+		s.seriesRetention = defaultSeriesRetention
+	}
 	s.metrics = newMetrics(s.registerer, s)
 	s.life, s.endLife = context.WithCancel(context.Background())
 	s.poll = newPoller(s)
@@ -103,6 +133,10 @@ func New(cfg Config, members memberSource, opts ...Option) *Server {
 	s.proxy = s.newHTTPProxy(roundTripper(s.roundTrip))
 	return s
 }
+
+// Loops returns how many event loops serve plain-TCP clients: ListenTCP
+// should open as many sockets, one for each loop to accept from.
+func (s *Server) Loops() int { return s.loops }
 
 // SetConfig applies cfg to new connections; live ones keep theirs.
 func (s *Server) SetConfig(cfg Config) {

@@ -18,10 +18,11 @@ import (
 
 // listen opens the client listener as f describes it: TCP, then the PROXY
 // protocol when it is on, then TLS when a certificate is configured. Plain
-// TCP is accepted by the proxy's event loops themselves.
-func listen(f *config.File, certs *certificate) (net.Listener, error) {
+// TCP is accepted by the proxy's event loops themselves, loops of them,
+// each from a socket of its own.
+func listen(f *config.File, certs *certificate, loops int) (net.Listener, error) {
 	if !f.ProxyProtocol && f.TLS.Cert == "" {
-		ln, err := proxy.ListenTCP(f.Listen)
+		ln, err := proxy.ListenTCP(f.Listen, loops)
 		if err != nil {
 			return nil, fmt.Errorf("listen: %w", err)
 		}

@@ -71,16 +71,25 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 }
 
-// spareProcessor gives the Go runtime one processor more than the proxy
-// has event loops (one per CPU), unless GOMAXPROCS says otherwise. An idle
-// loop blocks in epoll_wait holding its processor; with none to spare, the
-// runtime takes a sleeping loop's processor away to run anything else and
-// its monitor thread keeps waking every 20µs to do so, which cost a
-// quarter of the proxy's CPU time per handshake on two cores.
-func spareProcessor() {
-	if os.Getenv("GOMAXPROCS") == "" {
-		runtime.GOMAXPROCS(runtime.NumCPU() + 1)
+// spareProcessor returns how many event loops the proxy runs: loops, the
+// [tuning] setting, or else one per processor the Go runtime was given at
+// start (GOMAXPROCS, which follows a container's CPU limit and the CPU
+// affinity mask, not the host's CPU count). Unless GOMAXPROCS is set in
+// the environment, it then gives the runtime one processor more than that.
+// An idle loop blocks in epoll_wait holding its processor; with none to
+// spare, the runtime takes a sleeping loop's processor away to run anything
+// else and its monitor thread keeps waking every 20µs to do so, which cost
+// a quarter of the proxy's CPU time per handshake on two cores. Call it
+// once: it reads the value it changes.
+func spareProcessor(loops int) int {
+	procs := runtime.GOMAXPROCS(0)
+	if loops <= 0 {
+		loops = procs
 	}
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(max(procs, loops) + 1)
+	}
+	return loops
 }
 
 // daemon is a running proxy with its listeners, as serve and demo run it.
@@ -108,7 +117,7 @@ type daemon struct {
 }
 
 func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemon, error) {
-	spareProcessor()
+	loops := spareProcessor(f.Tuning.Loops)
 	pc, err := proxyConfig(f)
 	if err != nil {
 		return nil, err
@@ -129,11 +138,16 @@ func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemo
 	}, []string{"result"})
 	metrics.MustRegister(d.reloads)
 	metrics.MustRegister(newGossipRejections(d.set))
-	d.srv = proxy.New(pc, d.set, proxy.WithLogger(log), proxy.WithMetrics(metrics))
+	// Loops and io_uring are the process's: a reload does not change them.
+	opts := []proxy.Option{proxy.WithLogger(log), proxy.WithMetrics(metrics), proxy.WithLoops(loops)}
+	if f.Tuning.IOUring == "off" {
+		opts = append(opts, proxy.WithoutIOUring())
+	}
+	d.srv = proxy.New(pc, d.set, opts...)
 	d.adminMux = d.adminHandler(metrics)
 	d.metricsMux = metricsHandler(metrics)
 
-	ln, err := listen(f, d.certs)
+	ln, err := listen(f, d.certs, d.srv.Loops())
 	if err != nil {
 		return nil, err
 	}
@@ -220,7 +234,7 @@ func (d *daemon) apply(path string) error {
 	var ln net.Listener
 	if f.Listen != old.Listen || f.ProxyProtocol != old.ProxyProtocol || (f.TLS.Cert == "") != (old.TLS.Cert == "") ||
 		!equalPrefixes(f.Affinity.TrustedProxies, old.Affinity.TrustedProxies) && f.ProxyProtocol {
-		if ln, err = listen(f, d.certs); err != nil {
+		if ln, err = listen(f, d.certs, d.srv.Loops()); err != nil {
 			return err
 		}
 	}
