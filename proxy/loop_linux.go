@@ -414,9 +414,9 @@ const (
 
 // trimConns halves the descriptor table, as often as it can, while no
 // descriptor is registered in its upper three quarters: after a burst of
-// clients a loop keeps a table sized for what it serves now. Growing again
-// doubles it, so a table is never halved and regrown by connections whose
-// descriptors stay within the same bounds.
+// clients a loop keeps a table sized for what it serves now. A table grows
+// only for a descriptor past its end, so one just halved holds twice the
+// span of its descriptors before it grows again.
 func (l *loop) trimConns(now int64) {
 	l.trimDue, l.trimmed = false, now
 	top := len(l.conns) // one past the highest descriptor registered

@@ -140,7 +140,7 @@ func (m *metrics) stateChanges(old, cur *upstream.Snapshot) {
 	// have the count below deleted by a scrape's pruning meanwhile.
 	m.departed.note(cur.Members, left)
 	for _, mb := range cur.Members {
-		if st, ok := was[mb.Addr]; !ok || st != mb.State {
+		if was[mb.Addr] != mb.State {
 			m.transitions.WithLabelValues(mb.Addr, string(mb.State)).Inc()
 		}
 	}
