@@ -33,9 +33,6 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rt, err := s.route(t, peerAddr(r), r.Header, upgrade)
 	if err != nil {
 		result, he := routeRefusal(err)
-		if result == hsOverLimit {
-			w.Header().Set("Retry-After", retryAfter)
-		}
 		if upgrade {
 			s.refuse(w, r, result, he)
 		} else {

@@ -18,6 +18,8 @@ import (
 	"github.com/gobwas/httphead"
 	"github.com/gobwas/ws"
 	"go.uber.org/zap"
+
+	"github.com/wsedge/wsedge/upstream"
 )
 
 // maxRefusalBody bounds the body of a backend's refusal that is relayed to
@@ -95,7 +97,13 @@ func (s *Server) dialBackend(ctx context.Context, t *table, r *http.Request, rt 
 	// and every connection is spared the system calls.
 	d := net.Dialer{KeepAlive: -1}
 	conn, err := d.DialContext(ctx, "tcp", rt.backend)
-	if err != nil {
+	switch kind := upstream.LocalFailure(err); {
+	case kind != "":
+		return nil, s.localError(kind, err)
+	case err != nil && r.Context().Err() != nil:
+		// The client hung up; the backend is not to blame.
+		return nil, &handshakeError{status: statusClientClosed, msg: "client went away during the handshake", err: err}
+	case err != nil:
 		return nil, dialFailure(rt.backend, err)
 	}
 	if tc := t.cfg.UpstreamTLS; tc != nil {
@@ -323,8 +331,11 @@ func writeRefusal(w http.ResponseWriter, ref *refusal) {
 
 // writeHandshakeError answers a handshake the proxy itself refuses.
 func (s *Server) writeHandshakeError(w http.ResponseWriter, r *http.Request, he *handshakeError) {
-	if he.status == http.StatusUpgradeRequired {
+	switch he.status {
+	case http.StatusUpgradeRequired:
 		w.Header().Set("Sec-WebSocket-Version", "13")
+	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", retryAfter)
 	}
 	if isWebSocketUpgrade(r) {
 		// What the client sends next was meant for a WebSocket.

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/wsedge/wsedge/upstream"
 )
 
 type routeKey struct{}
@@ -43,7 +45,12 @@ func (s *Server) newHTTPProxy(transport http.RoundTripper) *httputil.ReverseProx
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			status := http.StatusBadGateway
 			var ne net.Error
-			if errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout() {
+			switch kind := upstream.LocalFailure(err); {
+			case kind != "":
+				s.localError(kind, err)
+				status = http.StatusServiceUnavailable
+				w.Header().Set("Retry-After", retryAfter)
+			case errors.Is(err, context.DeadlineExceeded) || errors.As(err, &ne) && ne.Timeout():
 				status = http.StatusGatewayTimeout
 			}
 			if r.Context().Err() == nil {

@@ -50,6 +50,9 @@ type Server struct {
 	proxy      *httputil.ReverseProxy
 	poll       *poller
 	ids        atomic.Uint64
+	// localLogged is when a failure of the proxy's own resources was last
+	// logged, in unix nanoseconds.
+	localLogged atomic.Int64
 
 	front     atomic.Pointer[front]
 	frontMu   sync.Mutex // serializes front changes and the start of shutdown; guards listeners

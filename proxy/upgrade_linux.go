@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/wsedge/wsedge/proxy/http1"
+	"github.com/wsedge/wsedge/upstream"
 )
 
 // upgradePhase is where an upgrade stands.
@@ -403,7 +404,7 @@ func (u *upgrade) dial(backend netip.AddrPort) {
 	}
 	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
-		u.refuse(hsUnreachable, &handshakeError{status: http.StatusBadGateway, msg: "backend unreachable", err: err})
+		u.dialFailed(err)
 		return
 	}
 	unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
@@ -443,7 +444,13 @@ func (u *upgrade) connected(failed bool) {
 	u.write()
 }
 
+// dialFailed answers a backend that could not be reached: 502, counted
+// against the backend; or 503 when the proxy itself ran out of something.
 func (u *upgrade) dialFailed(err error) {
+	if kind := upstream.LocalFailure(err); kind != "" {
+		u.refuse(hsOverLimit, u.srv.localError(kind, err))
+		return
+	}
 	u.srv.passive(u.rt.backend, 0)
 	u.refuse(hsUnreachable, &handshakeError{status: http.StatusBadGateway, msg: "backend unreachable", err: err, dial: true})
 }

@@ -10,6 +10,9 @@ import (
 // take the backend out of the ring at once; only active checks bring it
 // back. A Set from NewSet ignores reports, having no checks to bring a
 // backend back.
+//
+// The proxy does not report dials that failed for want of its own
+// resources (see LocalFailure).
 func (s *Set) ReportDialFailure(addr string) {
 	s.passive(addr, false, "dial failed")
 }

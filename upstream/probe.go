@@ -4,6 +4,8 @@ import (
 	"context"
 	"math/rand/v2"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // probeSettings is what one prober runs with, fixed for its life: a change
@@ -31,10 +33,14 @@ func (s *Set) probe(ctx context.Context, addr string, ps probeSettings) {
 		cctx, cancel := context.WithTimeout(ctx, ps.timeout)
 		err := ps.check(cctx, addr)
 		cancel()
-		if ctx.Err() != nil { // stopped mid-check: the failure is ours
+		switch {
+		case ctx.Err() != nil: // stopped mid-check: the failure is ours
 			return
+		case LocalFailure(err) != "":
+			s.localCheckFailure(addr, err)
+		default:
+			s.observe(addr, ps.gen, err)
 		}
-		s.observe(addr, ps.gen, err)
 		t.Reset(jitter(ps.interval, 0.1))
 	}
 }
@@ -49,6 +55,17 @@ func jitter(d time.Duration, f float64) time.Duration {
 		return rand.N(d)
 	}
 	return time.Duration(float64(d) * (1 - f + 2*f*rand.Float64()))
+}
+
+// localCheckFailure notes a check that could not run for want of the
+// proxy's own resources: it neither passes nor fails the backend. Logged
+// at most once a second, as every prober hits it at once.
+func (s *Set) localCheckFailure(addr string, err error) {
+	now := time.Now().UnixNano()
+	if last := s.localLogged.Load(); now-last >= int64(time.Second) && s.localLogged.CompareAndSwap(last, now) {
+		s.log.Warn("health check could not run: the proxy is out of resources; the backend keeps its state",
+			zap.String("backend", addr), zap.Error(err))
+	}
 }
 
 // observe records the result of an active check of addr by a prober of

@@ -81,11 +81,14 @@ type Set struct {
 	cur     atomic.Pointer[Snapshot] // readers Load it without waiting on mu
 	changed chan struct{}            // one slot: pending signals coalesce
 	log     *zap.Logger
-	wake    chan struct{}              // one slot: Run has probers to start or stop
-	running atomic.Bool                // Run is running
-	gossip  atomic.Pointer[gossipNode] // while Run runs with discovery on
-	secret  []byte                     // gossip key read by New
-	refused rejections                 // gossiped metadata refused or corrected
+	wake    chan struct{} // one slot: Run has probers to start or stop
+	running atomic.Bool   // Run is running
+	// localLogged is when a check that could not run for want of the
+	// proxy's own resources was last logged, in unix nanoseconds.
+	localLogged atomic.Int64
+	gossip      atomic.Pointer[gossipNode] // while Run runs with discovery on
+	secret      []byte                     // gossip key read by New
+	refused     rejections                 // gossiped metadata refused or corrected
 	// check overrides checker, and tune adjusts memberlist's
 	// configuration, in tests. Both are set before Run.
 	check checkFunc
