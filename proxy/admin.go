@@ -86,22 +86,6 @@ func (s *Server) Explain(key string) (Explanation, error) {
 	return ex, nil
 }
 
-// peek is get without its side effect: a lookup promotes the key, which
-// would keep its placement alive for another generation, and an operator
-// asking where a key goes must not change where it goes.
-func (p *placements) peek(key uint64, now time.Time) (string, bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if b, ok := p.cur[key]; ok {
-		return b, true
-	}
-	if len(p.cur) >= placementCap || now.Sub(p.rotated) >= placementTTL/2 {
-		return "", false // the next rotate drops the old generation
-	}
-	b, ok := p.old[key]
-	return b, ok
-}
-
 // Explain routes key over ring under cfg; see Server.Explain.
 func Explain(cfg Config, ring *affinity.Ring, key string) (Explanation, error) {
 	cfg = cfg.withDefaults()

@@ -43,10 +43,10 @@ func startProxy(tb testing.TB, cfg Config, backends ...*upstreamtest.Backend) *t
 	return startProxyOn(tb, cfg, list)
 }
 
-func startProxyOn(tb testing.TB, cfg Config, list []upstream.Backend) *testProxy {
+func startProxyOn(tb testing.TB, cfg Config, list []upstream.Backend, opts ...Option) *testProxy {
 	tb.Helper()
 	set := upstream.NewSet(list)
-	srv := New(cfg, set)
+	srv := New(cfg, set, opts...)
 	srv.goroutinesOnly = strings.HasPrefix(tb.Name(), "TestGoroutineDriver/")
 	srv.noRing = strings.HasPrefix(tb.Name(), "TestWithoutRing/")
 	listen := func(addr string) (net.Listener, error) { return ListenTCP(addr, srv.Loops()) }
@@ -760,5 +760,48 @@ func TestClientGoneTellsBackend(t *testing.T) {
 		case <-time.After(5 * time.Second):
 			t.Fatalf("client %d vanished: the backend heard nothing in 5s", i)
 		}
+	}
+}
+
+// Handing a plain HTTP connection to the HTTP server never waits on the
+// event loop: with the HTTP server taking no connections at all, the
+// WebSockets on the same loop keep echoing.
+func TestHandOffNeverBlocksTheLoop(t *testing.T) {
+	b := upstreamtest.Start(t)
+	p := startProxyOn(t, Config{}, []upstream.Backend{{Addr: b.Addr, Weight: 1}}, WithLoops(1))
+	c := dial(t, p, "/", nil)
+	whoami(t, c)
+
+	// A front whose HTTP server takes nothing: the hand-off must wait off
+	// the loop.
+	real := p.srv.front.Load()
+	stalled := &front{ln: newHandoffListener()}
+	p.srv.front.Store(stalled)
+	defer func() {
+		p.srv.front.Store(real)
+		stalled.ln.Close()
+	}()
+	for range 3 {
+		plain, err := net.Dial("tcp", p.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer plain.Close()
+		io.WriteString(plain, "GET /page HTTP/1.1\r\nHost: app.test\r\n\r\n")
+	}
+	for i := range 20 {
+		c.SetReadDeadline(time.Now().Add(2 * time.Second))
+		msg := fmt.Sprintf("still here %d", i)
+		if err := c.WriteMessage(websocket.TextMessage, []byte(msg)); err != nil {
+			t.Fatal(err)
+		}
+		_, got, err := c.ReadMessage()
+		if err != nil {
+			t.Fatalf("echo %d while the HTTP server takes nothing: %v", i, err)
+		}
+		if string(got) != msg {
+			t.Fatalf("echo %d = %q", i, got)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -3,6 +3,8 @@ package proxy
 import (
 	"testing"
 	"time"
+
+	"github.com/wsedge/wsedge/upstream"
 )
 
 // expect announces key's WebSocket on backend at now, as a plain HTTP
@@ -96,4 +98,20 @@ func TestRegistryExpectationsReannounced(t *testing.T) {
 		t.Fatalf("%d entries queued for one expectation", queued)
 	}
 	checkExpected(t, r, 0)
+}
+
+// Made-up Engine.IO session IDs, which any client can send, cost at most
+// two generations of the sessions table.
+func TestSessionsTableBounded(t *testing.T) {
+	s := New(Config{}, upstream.NewSet(nil))
+	now := time.Now()
+	for i := range 5 * sessionCap {
+		s.sessions.put(uint64(i), "10.0.0.1:9001", now)
+	}
+	if n := len(s.sessions.cur) + len(s.sessions.old); n > 2*sessionCap {
+		t.Errorf("%d sessions remembered, want at most %d", n, 2*sessionCap)
+	}
+	if _, ok := s.sessions.get(uint64(5*sessionCap-1), now); !ok {
+		t.Error("the newest session was forgotten")
+	}
 }
