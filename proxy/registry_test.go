@@ -104,6 +104,7 @@ func TestRegistryExpectationsReannounced(t *testing.T) {
 // two generations of the sessions table.
 func TestSessionsTableBounded(t *testing.T) {
 	s := New(Config{}, upstream.NewSet(nil))
+	defer s.Shutdown(t.Context())
 	now := time.Now()
 	for i := range 5 * sessionCap {
 		s.sessions.put(uint64(i), "10.0.0.1:9001", now)
