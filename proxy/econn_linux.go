@@ -23,6 +23,9 @@ type econn struct {
 	loop *loop
 	cfd  int32 // client socket
 	bfd  int32 // backend socket
+	// ctls is the client's TLS, through which its side is read and
+	// written; nil for a plain client.
+	ctls *tlsSide
 
 	upf   flow // client to backend
 	downf flow // backend to client
@@ -236,7 +239,7 @@ func (c *econn) onEvent(fd int, events uint32, now int64) {
 	if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
 		from.srcShut = true
 	}
-	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
+	if events&(unix.EPOLLOUT|unix.EPOLLHUP|unix.EPOLLERR) != 0 && c.flushed(to, now) {
 		// fd takes writes again: finish what waited for it, then read on
 		// from the other socket, which was left alone meanwhile.
 		to.blocked = false
@@ -314,6 +317,14 @@ func (c *econn) completed(op *ioOp, now int64) {
 	case opWriteOwn:
 		c.ownWritten(d, op.n, len(op.p), op.err, now)
 	}
+	if op.held && !d.dstDead {
+		// The TLS client's socket did not take all the records: they wait
+		// in its transport, and d waits for the next writable edge.
+		d.blocked = true
+		if d.stalledAt == 0 {
+			d.stalledAt = now
+		}
+	}
 	c.drive(d, now)
 	c.settle(now)
 }
@@ -324,8 +335,10 @@ func (c *econn) readDone(d *flow, buf *[]byte, n int, err error, now int64) {
 	case n > 0:
 		d.buf, d.inOff, d.inEnd = buf, 0, int32(n)
 		// A short read drained the socket: the next bytes bring an edge.
-		// Not so the end of a peer that has shut down: it is read next.
-		d.readable = n == len(*buf) || d.srcShut
+		// Not so the end of a peer that has shut down: it is read next;
+		// nor a TLS client's, whose read returns one record and may leave
+		// more waiting decrypted, where no edge announces them.
+		d.readable = n == len(*buf) || d.srcShut || c.tlsOf(d, opRead) != nil
 		if d == &c.upf {
 			c.bytesUp.Add(int64(n))
 			c.lastRead.Store(now)
@@ -605,6 +618,9 @@ func (c *econn) expire(now int64) {
 func (c *econn) teardown(now int64) {
 	c.writeLast(&c.upf)
 	c.writeLast(&c.downf)
+	if c.ctls != nil && !c.downf.dstDead {
+		c.ctls.closeWrite()
+	}
 	c.gone = true
 	c.loop.wheel.cancel(c)
 	c.loop.unregister(int(c.cfd))
@@ -630,15 +646,48 @@ func (c *econn) writeLast(d *flow) {
 		return
 	}
 	_, dst := c.ends(d)
+	write := func(p []byte) (int, error) { return writeFD(dst, p) }
+	if side := c.tlsOf(d, opWriteOut); side != nil {
+		write = side.write
+	}
 	if len(d.out) > 0 {
-		if n, _ := writeFD(dst, d.out); n < len(d.out) {
+		if n, _ := write(d.out); n < len(d.out) {
 			return
 		}
 		d.midFrame = !d.outBoundary
 	}
 	if d.own != nil && !d.midFrame {
-		writeFD(dst, *d.own)
+		write(*d.own)
 	}
+}
+
+// tlsOf returns the TLS through which an operation of kind on d goes:
+// the client's, for reads from the client and writes to it; nil when that
+// end speaks plain TCP.
+func (c *econn) tlsOf(d *flow, kind opKind) *tlsSide {
+	if (d == &c.upf) == (kind == opRead) {
+		return c.ctls
+	}
+	return nil
+}
+
+// flushed reports whether d's destination holds nothing more of d's
+// writes, now that it takes writes again: a TLS client's socket may still
+// owe encrypted bytes, and d waits for them to go.
+func (c *econn) flushed(d *flow, now int64) bool {
+	side := c.tlsOf(d, opWriteOut)
+	if side == nil || !side.tr.held() {
+		return true
+	}
+	done, err := side.tr.flush()
+	if err != nil {
+		c.stalled(d, err, now)
+		return false
+	}
+	if done {
+		d.stalledAt = 0
+	}
+	return done
 }
 
 // release gives d's read buffer back once nothing points into it, and

@@ -51,6 +51,7 @@ func (s *Server) newFront(cfg Config) *front {
 		// max_header_bytes means about what it says on this path too.
 		MaxHeaderBytes: max(cfg.MaxHeaderBytes-4096, 1),
 		ErrorLog:       zap.NewStdLog(s.log),
+		ConnContext:    withTLSConn,
 	}
 	go func() {
 		defer close(f.served)

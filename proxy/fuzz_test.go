@@ -78,7 +78,7 @@ type fuzzServer struct {
 // through wrap when it is not nil (a PROXY protocol listener). The Server
 // takes every connection on goroutines, through net/http, when goroutines
 // is set, and on its event loops otherwise.
-func startFuzzServer(tb testing.TB, cfg Config, backends []string, goroutines bool, wrap func(net.Listener) net.Listener) *fuzzServer {
+func startFuzzServer(tb testing.TB, cfg Config, backends []string, goroutines bool, opts ...ListenOption) *fuzzServer {
 	tb.Helper()
 	var list []upstream.Backend
 	for _, b := range backends {
@@ -88,14 +88,11 @@ func startFuzzServer(tb testing.TB, cfg Config, backends []string, goroutines bo
 	srv := New(cfg, upstream.NewSet(list), WithLogger(zap.New(core)))
 	srv.goroutinesOnly = goroutines
 	srv.closeWait = 200 * time.Millisecond // uncooperative peers are the rule here
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := ListenTCP("127.0.0.1:0", 0, opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
 	addr := ln.Addr().String()
-	if wrap != nil {
-		ln = wrap(ln)
-	}
 	ctx, cancel := context.WithCancel(context.Background())
 	served, watched := make(chan struct{}), make(chan struct{})
 	go func() { defer close(served); srv.Serve(ln) }()
@@ -162,7 +159,7 @@ func newRelayRig(tb testing.TB) *relayRig {
 		if i&2 != 0 {
 			cfg.MaxMessageBytes = fuzzSmallLimit
 		}
-		rig.servers[i] = startFuzzServer(tb, cfg, []string{ln.Addr().String()}, i&1 != 0, nil)
+		rig.servers[i] = startFuzzServer(tb, cfg, []string{ln.Addr().String()}, i&1 != 0)
 	}
 	return rig
 }
@@ -641,7 +638,7 @@ func FuzzHandshake(f *testing.F) {
 			{Key: KeyHeader, Header: "X-Session-ID"},
 		} {
 			cfg.HandshakeTimeout = 2 * time.Second
-			servers = append(servers, startFuzzServer(f, cfg, []string{hb.addr}, goroutines, nil))
+			servers = append(servers, startFuzzServer(f, cfg, []string{hb.addr}, goroutines))
 		}
 	}
 	f.Fuzz(func(t *testing.T, head []byte, mode uint8) {
@@ -737,16 +734,9 @@ func FuzzProxyHeader(f *testing.F) {
 	}
 
 	hb := startHandshakeBackend(f)
-	trustAll := func(ln net.Listener) net.Listener {
-		return &proxyproto.Listener{
-			Listener:          ln,
-			ConnPolicy:        func(proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) { return proxyproto.USE, nil },
-			ReadHeaderTimeout: time.Second,
-		}
-	}
-	cfg := Config{HandshakeTimeout: 2 * time.Second,
-		Trusted: affinity.NewTrustedProxies([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})}
-	fs := startFuzzServer(f, cfg, []string{hb.addr}, false, trustAll)
+	loopback := affinity.NewTrustedProxies([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
+	cfg := Config{HandshakeTimeout: 2 * time.Second, Trusted: loopback}
+	fs := startFuzzServer(f, cfg, []string{hb.addr}, false, WithProxyProtocol(loopback))
 	request := []byte("GET / HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + fuzzKey + "\r\n\r\n")
 

@@ -18,6 +18,7 @@ import (
 // ServeHTTP routes one request: a WebSocket upgrade is relayed frame by
 // frame, anything else is reverse proxied, both to the client's backend.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	tlsState(r)
 	t := s.router.table()
 	upgrade := isWebSocketUpgrade(r)
 	if upgrade {

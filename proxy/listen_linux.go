@@ -18,15 +18,16 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// ListenTCP opens a plain-TCP client listener whose connections the event
-// loops accept themselves: one SO_REUSEPORT socket per loop, so that a
-// client is accepted, upgraded and relayed on one thread, with no goroutine
-// woken and no hand-over between threads per connection. loops is the
-// number of loops of the Server that will serve it (Server.Loops); zero
-// means one per processor the Go runtime may use, as for a Server built
-// without WithLoops. Serve it with Server.Serve; other servers cannot
-// accept from it.
-func ListenTCP(address string, loops int) (net.Listener, error) {
+// ListenTCP opens a client listener whose connections the event loops
+// accept themselves: one SO_REUSEPORT socket per loop, so that a client is
+// accepted, upgraded and relayed on one thread, with no goroutine woken
+// and no hand-over between threads per connection, whether it speaks plain
+// TCP, TLS (WithTLS) or comes through a PROXY protocol balancer
+// (WithProxyProtocol). loops is the number of loops of the Server that
+// will serve it (Server.Loops); zero means one per processor the Go runtime
+// may use, as for a Server built without WithLoops. Serve it with
+// Server.Serve; other servers cannot accept from it.
+func ListenTCP(address string, loops int, opts ...ListenOption) (net.Listener, error) {
 	ap, err := resolveTCP(address)
 	if err != nil {
 		return nil, err
@@ -42,7 +43,7 @@ func ListenTCP(address string, loops int) (net.Listener, error) {
 			return fail(err)
 		}
 	}
-	ln := &loopListener{closed: make(chan struct{})}
+	ln := &loopListener{closed: make(chan struct{}), mode: newClientMode(opts)}
 	if loops <= 0 {
 		loops = runtime.GOMAXPROCS(0)
 	}
@@ -210,6 +211,7 @@ func ntohs(p uint16) uint16 {
 // Serve gives each to a loop they only queue connections.
 type loopListener struct {
 	addr   *net.TCPAddr
+	mode   clientMode // what its clients speak before HTTP
 	mu     sync.Mutex
 	fds    []int
 	owners []*loop // the loop each socket is registered with
@@ -313,6 +315,7 @@ func (s *Server) serveFiles(ln *loopListener) error {
 	}
 	var wg sync.WaitGroup
 	for _, fl := range lns {
+		fl = goListener(fl, ln.mode, s.router.table().cfg.HandshakeTimeout)
 		wg.Go(func() { s.acceptLoop(fl) })
 	}
 	<-ln.closed
@@ -344,7 +347,7 @@ func (a *acceptor) onEvent(_ int, _ uint32, now int64) {
 	switch {
 	case err == nil:
 		a.backoff = 0
-		a.srv.acceptedOnLoop(a.loop, fd, peer, now)
+		a.srv.acceptedOnLoop(a.loop, fd, peer, &a.ln.mode, now)
 	case errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE) || errors.Is(err, unix.ENOBUFS) || errors.Is(err, unix.ENOMEM):
 		a.pause(err)
 	}
@@ -373,10 +376,11 @@ func (a *acceptor) pause(err error) {
 // halt: the listener owns the socket and closes it.
 func (a *acceptor) halt(int64) {}
 
-// acceptedOnLoop starts the handshake of a client accepted on l. Whatever
-// the loop does not relay itself (plain HTTP, backends over TLS) goes to
-// the HTTP path once its head is read, as upgrade.handOff decides.
-func (s *Server) acceptedOnLoop(l *loop, fd int, peer netip.AddrPort, now int64) {
-	u := &upgrade{srv: s, loop: l, cfd: fd, bfd: -1, peer: peer, started: now}
+// acceptedOnLoop starts the handshake of a client accepted on l, which
+// speaks what mode says before HTTP. Whatever the loop does not relay
+// itself (plain HTTP, backends over TLS) goes to the HTTP path once its
+// head is read, as upgrade.handOff decides.
+func (s *Server) acceptedOnLoop(l *loop, fd int, peer netip.AddrPort, mode *clientMode, now int64) {
+	u := &upgrade{srv: s, loop: l, cfd: fd, bfd: -1, peer: peer, mode: mode, started: now}
 	u.start()
 }

@@ -20,16 +20,20 @@ import (
 // connection costs its state and no goroutine or buffer. It is safe for
 // concurrent use.
 type poller struct {
-	srv     *Server
-	once    sync.Once
-	err     error
-	loops   []*loop
-	started atomic.Bool // loops is set and final
-	next    atomic.Uint32
-	wg      sync.WaitGroup // one per running loop
+	srv *Server
+	// handshakes runs TLS handshakes for the loops' clients.
+	handshakes *handshakePool
+	once       sync.Once
+	err        error
+	loops      []*loop
+	started    atomic.Bool // loops is set and final
+	next       atomic.Uint32
+	wg         sync.WaitGroup // one per running loop
 }
 
-func newPoller(srv *Server) *poller { return &poller{srv: srv} }
+func newPoller(srv *Server) *poller {
+	return &poller{srv: srv, handshakes: newHandshakePool(srv.loops)}
+}
 
 // pick returns the loop for a new connection, starting the loops the first
 // time.
@@ -96,6 +100,7 @@ func (p *poller) stats() []*relayStats {
 // stop tears down whatever connections remain and ends the loops.
 func (p *poller) stop() {
 	p.once.Do(func() {}) // no loops may start after this
+	p.handshakes.close() // before the loops: its workers hand back to them
 	for _, l := range p.loops {
 		l.post(l.stop)
 	}

@@ -21,6 +21,8 @@ type ioOp struct {
 	n    int
 	err  error
 	done bool // n and err are its result
+	// held: a write through TLS left records its socket did not take
+	held bool
 }
 
 type opKind uint8
@@ -86,9 +88,20 @@ func (op *ioOp) fd() int {
 func (l *loop) perform(ops []ioOp) {
 	live := 0
 	for i := range ops {
-		if ops[i].skip() {
-			ops[i].done, ops[i].err = true, errSkipped
-		} else {
+		op := &ops[i]
+		switch side := op.c.tlsOf(op.d, op.kind); {
+		case op.skip():
+			op.done, op.err = true, errSkipped
+		case side != nil:
+			// Records go through crypto/tls, one call at a time.
+			if op.kind == opRead {
+				op.n, op.err = side.read(op.p)
+			} else {
+				op.n, op.err = side.write(op.p)
+				op.held = side.tr.held()
+			}
+			op.done = true
+		default:
 			live++
 		}
 	}

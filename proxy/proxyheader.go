@@ -74,10 +74,14 @@ func readProxyHeader(b []byte) (client netip.AddrPort, ok bool, err error) {
 	if h.Command.IsLocal() {
 		return netip.AddrPort{}, false, nil
 	}
-	src, ok := h.SourceAddr.(*net.TCPAddr)
-	if !ok {
+	var ap netip.AddrPort
+	switch src := h.SourceAddr.(type) {
+	case *net.TCPAddr:
+		ap = src.AddrPort()
+	case *net.UDPAddr: // an odd thing to say of a TCP connection, but an address
+		ap = src.AddrPort()
+	default:
 		return netip.AddrPort{}, false, nil
 	}
-	ap := src.AddrPort()
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ap.IsValid(), nil
 }

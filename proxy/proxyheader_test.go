@@ -87,10 +87,9 @@ func proxiedAddr(h *proxyproto.Header) (netip.AddrPort, bool) {
 	if h.Command.IsLocal() {
 		return netip.AddrPort{}, false
 	}
-	src, ok := h.SourceAddr.(*net.TCPAddr)
-	if !ok {
+	ap, err := netip.ParseAddrPort(h.SourceAddr.String())
+	if err != nil {
 		return netip.AddrPort{}, false
 	}
-	ap := src.AddrPort()
 	return netip.AddrPortFrom(ap.Addr().Unmap(), ap.Port()), ap.IsValid()
 }

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -158,6 +160,31 @@ func (c *strictConn) Tunnel() []byte {
 	p := c.pending
 	c.pending, c.ready = nil, 0
 	return p
+}
+
+// tlsConnKey marks the *tls.Conn under a request's connection in its
+// context.
+type tlsConnKey struct{}
+
+// withTLSConn notes the *tls.Conn under c in ctx: the HTTP server reads
+// c through a strictConn, so it cannot see the TLS itself and leaves
+// Request.TLS nil (see tlsState).
+func withTLSConn(ctx context.Context, c net.Conn) context.Context {
+	if sc, ok := c.(*strictConn); ok {
+		if tc, ok := sc.Conn.(*tls.Conn); ok {
+			return context.WithValue(ctx, tlsConnKey{}, tc)
+		}
+	}
+	return ctx
+}
+
+// tlsState fills in r.TLS for a request that came over TLS, as the HTTP
+// server would have if it saw the TLS connection.
+func tlsState(r *http.Request) {
+	if tc, ok := r.Context().Value(tlsConnKey{}).(*tls.Conn); ok && r.TLS == nil {
+		st := tc.ConnectionState()
+		r.TLS = &st
+	}
 }
 
 // TCPConn returns the TCP socket under the connection, for a relay that

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"crypto/tls"
 	"fmt"
 	"net"
@@ -9,83 +8,45 @@ import (
 	"slices"
 	"sync/atomic"
 
-	"github.com/pires/go-proxyproto"
-
 	"github.com/wsedge/wsedge/affinity"
 	"github.com/wsedge/wsedge/cmd/wsedge/internal/config"
 	"github.com/wsedge/wsedge/proxy"
 )
 
-// listen opens the client listener as f describes it: TCP, then the PROXY
-// protocol when it is on, then TLS when a certificate is configured. Plain
-// TCP is accepted by the proxy's event loops themselves, loops of them,
-// each from a socket of its own.
+// listen opens the client listener as f describes it: the proxy's event
+// loops accept its connections themselves, loops of them, each from a
+// socket of its own, and read the PROXY protocol header (when it is on)
+// and terminate TLS (when a certificate is configured) before HTTP.
 func listen(f *config.File, certs *certificate, loops int) (net.Listener, error) {
-	if !f.ProxyProtocol && f.TLS.Cert == "" {
-		ln, err := proxy.ListenTCP(f.Listen, loops)
-		if err != nil {
-			return nil, fmt.Errorf("listen: %w", err)
-		}
-		return ln, nil
-	}
-	// No TCP keepalive probes: the proxy's heartbeats find dead clients,
-	// and every accepted socket is spared the system calls.
-	lc := net.ListenConfig{KeepAlive: -1}
-	ln, err := lc.Listen(context.Background(), "tcp", f.Listen)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
+	var opts []proxy.ListenOption
 	if f.ProxyProtocol {
-		ln = inetListener{&proxyproto.Listener{
-			Listener:          ln,
-			ConnPolicy:        proxyPolicy(f.Affinity.TrustedProxies),
-			ReadHeaderTimeout: f.WebSocket.HandshakeTimeout,
-		}}
+		opts = append(opts, proxy.WithProxyProtocol(affinity.NewTrustedProxies(f.Affinity.TrustedProxies)))
 	}
 	if f.TLS.Cert != "" {
-		ln = tls.NewListener(ln, &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			GetCertificate: certs.get,
-			NextProtos:     []string{"http/1.1"}, // WebSockets upgrade HTTP/1.1
-		})
+		opts = append(opts, proxy.WithTLS(&tls.Config{
+			MinVersion:       tls.VersionTLS12,
+			GetCertificate:   certs.get,
+			NextProtos:       []string{"http/1.1"}, // WebSockets upgrade HTTP/1.1
+			CurvePreferences: curveIDs(f.TLS.Curves),
+		}))
+	}
+	ln, err := proxy.ListenTCP(f.Listen, loops, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
 	}
 	return ln, nil
 }
 
-// proxyPolicy believes PROXY protocol headers from trusted proxies (and
-// lets them connect without one) and refuses them from anyone else, who
-// would otherwise choose their own client address.
-func proxyPolicy(trusted []netip.Prefix) proxyproto.ConnPolicyFunc {
-	tp := affinity.NewTrustedProxies(trusted)
-	return func(o proxyproto.ConnPolicyOptions) (proxyproto.Policy, error) {
-		ap, err := netip.ParseAddrPort(o.Upstream.String())
-		if err == nil && tp.Contains(ap.Addr().Unmap()) {
-			return proxyproto.USE, nil
+// curveIDs turns tls.curves into Go's key exchange IDs; none means Go's
+// defaults. Validation made sure every name is known.
+func curveIDs(names []string) []tls.CurveID {
+	var ids []tls.CurveID
+	for _, n := range names {
+		if id, ok := config.CurveID(n); ok {
+			ids = append(ids, id)
 		}
-		return proxyproto.REJECT, nil
 	}
-}
-
-// inetListener hands out PROXY protocol connections whose remote address
-// is always an IP: a header naming a Unix socket (or LOCAL, a health check)
-// leaves the proxy that connected as the client.
-type inetListener struct{ *proxyproto.Listener }
-
-func (l inetListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if pc, ok := c.(*proxyproto.Conn); ok {
-		return inetConn{pc}, err
-	}
-	return c, err
-}
-
-type inetConn struct{ *proxyproto.Conn }
-
-func (c inetConn) RemoteAddr() net.Addr {
-	if a, ok := c.Conn.RemoteAddr().(*net.TCPAddr); ok {
-		return a
-	}
-	return c.Conn.Raw().RemoteAddr()
+	return ids
 }
 
 // certificate holds the certificate clients are shown. A reload swaps it;

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime"
+	"slices"
 	"sync"
 	"syscall"
 
@@ -222,7 +223,7 @@ func (d *daemon) apply(path string) error {
 	defer d.mu.Unlock()
 	old := d.cur
 	certs := d.certs
-	if f.TLS != old.TLS || f.TLS.Cert != "" {
+	if f.TLS.Cert != old.TLS.Cert || f.TLS.Key != old.TLS.Key || f.TLS.Cert != "" {
 		// Certificates are read again on every reload, so a renewed file
 		// under the same name takes effect.
 		next := &certificate{}
@@ -233,6 +234,7 @@ func (d *daemon) apply(path string) error {
 	}
 	var ln net.Listener
 	if f.Listen != old.Listen || f.ProxyProtocol != old.ProxyProtocol || (f.TLS.Cert == "") != (old.TLS.Cert == "") ||
+		!slices.Equal(f.TLS.Curves, old.TLS.Curves) ||
 		!equalPrefixes(f.Affinity.TrustedProxies, old.Affinity.TrustedProxies) && f.ProxyProtocol {
 		if ln, err = listen(f, d.certs, d.srv.Loops()); err != nil {
 			return err

@@ -54,11 +54,16 @@ type File struct {
 	Tuning    Tuning
 }
 
-// TLS is the [tls] table: the certificate clients see. Both fields are set or
-// neither; neither means plain TCP.
+// TLS is the [tls] table: the certificate clients see. Cert and Key are
+// both set or neither; neither means plain TCP.
 type TLS struct {
 	Cert string // PEM certificate chain file (cert)
 	Key  string // PEM private key file (key)
+	// Curves are the key exchanges offered, in order of preference
+	// (curves): "X25519MLKEM768", "SecP256r1MLKEM768", "X25519", "P-256",
+	// "P-384", "P-521". Default none: Go's own choice, which puts the
+	// hybrid post-quantum X25519MLKEM768 first.
+	Curves []string
 }
 
 // UpstreamTLS is the [upstream_tls] table: how the proxy dials backends.

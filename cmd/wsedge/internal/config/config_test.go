@@ -431,6 +431,11 @@ func TestParseProblems(t *testing.T) {
 			want: []string{`p.toml:1: discovery.allowed_backends[0]: invalid CIDR "10.0.0.0/33" (want e.g. "10.0.0.0/8" or "192.0.2.1")`},
 		},
 		{
+			name: "unknown key exchange",
+			give: "tls.curves = [\"X25519\", \"x448\"]\n",
+			want: []string{`p.toml:1: tls.curves[1]: unknown key exchange "x448" (want "X25519MLKEM768", "SecP256r1MLKEM768", "X25519", "P-256", "P-384" or "P-521")`},
+		},
+		{
 			name: "origin with path",
 			give: "websocket.allowed_origins = [\"https://example.com/app\"]\n",
 			want: []string{`p.toml:1: websocket.allowed_origins[0]: invalid origin "https://example.com/app" (want scheme://host[:port], e.g. "https://example.com"; an empty list allows any)`},

@@ -54,6 +54,7 @@ func schema(f *File) []field {
 		table("tls",
 			str("cert", &f.TLS.Cert),
 			str("key", &f.TLS.Key),
+			strs("curves", &f.TLS.Curves),
 		),
 		table("upstream_tls",
 			boolean("enabled", &f.UpstreamTLS.Enabled),

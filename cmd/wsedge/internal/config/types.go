@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/tls"
 	"fmt"
 	"math"
 	"net"
@@ -173,3 +174,26 @@ func checkOrigin(s string) error {
 	}
 	return nil
 }
+
+// CurveID returns the key exchange tls.curves names name, by its name in
+// the TLS registry as Go spells it.
+func CurveID(name string) (tls.CurveID, bool) {
+	switch name {
+	case "X25519MLKEM768":
+		return tls.X25519MLKEM768, true
+	case "SecP256r1MLKEM768":
+		return tls.SecP256r1MLKEM768, true
+	case "X25519":
+		return tls.X25519, true
+	case "P-256":
+		return tls.CurveP256, true
+	case "P-384":
+		return tls.CurveP384, true
+	case "P-521":
+		return tls.CurveP521, true
+	}
+	return 0, false
+}
+
+// curveNames lists what CurveID takes, for messages.
+const curveNames = `"X25519MLKEM768", "SecP256r1MLKEM768", "X25519", "P-256", "P-384" or "P-521"`

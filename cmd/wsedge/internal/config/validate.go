@@ -110,6 +110,11 @@ func (v *validator) tls(f *File) {
 	case f.TLS.Key != "" && f.TLS.Cert == "" && v.ok("tls.cert"):
 		v.addf("tls.cert", "missing: tls.key is set, and both are needed")
 	}
+	for i, c := range f.TLS.Curves {
+		if _, ok := CurveID(c); !ok {
+			v.addf(indexKey("tls.curves", i), "unknown key exchange %q (want %s)", c, curveNames)
+		}
+	}
 }
 
 func (v *validator) affinity(f *File) {
