@@ -23,9 +23,9 @@ type econn struct {
 	loop *loop
 	cfd  int32 // client socket
 	bfd  int32 // backend socket
-	// ctls is the client's TLS, through which its side is read and
-	// written; nil for a plain client.
-	ctls *tlsSide
+	// ctls and btls are the client's and the backend's TLS, through which
+	// their sides are read and written; nil for a peer on plain TCP.
+	ctls, btls *tlsSide
 
 	upf   flow // client to backend
 	downf flow // backend to client
@@ -621,6 +621,9 @@ func (c *econn) teardown(now int64) {
 	if c.ctls != nil && !c.downf.dstDead {
 		c.ctls.closeWrite()
 	}
+	if c.btls != nil && !c.upf.dstDead {
+		c.btls.closeWrite()
+	}
 	c.gone = true
 	c.loop.wheel.cancel(c)
 	c.loop.unregister(int(c.cfd))
@@ -662,13 +665,13 @@ func (c *econn) writeLast(d *flow) {
 }
 
 // tlsOf returns the TLS through which an operation of kind on d goes:
-// the client's, for reads from the client and writes to it; nil when that
-// end speaks plain TCP.
+// the client's for reads from the client and writes to it, the backend's
+// for the others; nil when that end speaks plain TCP.
 func (c *econn) tlsOf(d *flow, kind opKind) *tlsSide {
 	if (d == &c.upf) == (kind == opRead) {
 		return c.ctls
 	}
-	return nil
+	return c.btls
 }
 
 // flushed reports whether d's destination holds nothing more of d's

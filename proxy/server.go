@@ -32,6 +32,9 @@ type Server struct {
 	places  *placements
 	mig     *migrator
 	drains  sync.WaitGroup // background drains, ended by Shutdown
+	// resolving are the lookups of backend names under way, which end
+	// with the handshake that asked (or with the server's life).
+	resolving sync.WaitGroup
 
 	drainMu  sync.Mutex      // guards draining
 	draining map[string]bool // backends an operator drain is closing
@@ -190,6 +193,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	go func() { httpDone <- s.shutdownFronts(ctx) }()
 	s.endLife()
 	s.drains.Wait()
+	s.resolving.Wait()
 	rate := s.router.table().cfg.MigrateRate
 	// Handshakes under way when the listener closed register late: go
 	// round until nothing is left.

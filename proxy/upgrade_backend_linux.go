@@ -3,7 +3,11 @@
 package proxy
 
 import (
+	"context"
+	"crypto/tls"
 	"errors"
+	"fmt"
+	"net"
 	"net/http"
 	"net/netip"
 	"strconv"
@@ -43,9 +47,47 @@ func (u *upgrade) dial(backend netip.AddrPort) {
 	}
 }
 
-// connected finishes the connect and sends the request. Writability
-// without an error condition is a connect that succeeded; only a failed
-// one has its error asked for.
+// resolve looks the backend's name up off the loop, then dials it. The
+// loop goes on with the connection meanwhile: a client that hangs up
+// closes it, and the answer finds it closed.
+func (u *upgrade) resolve() {
+	host, port, err := net.SplitHostPort(u.rt.backend)
+	p, perr := strconv.ParseUint(port, 10, 16)
+	if err != nil || perr != nil {
+		u.dialFailed(fmt.Errorf("backend address %q: want host:port", u.rt.backend))
+		return
+	}
+	u.phase = phResolve
+	ctx, cancel := context.WithDeadline(u.srv.life, time.Unix(0, u.deadline()))
+	u.srv.resolving.Go(func() {
+		defer cancel()
+		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		u.loop.post(func() { u.resolved(ips, uint16(p), err) })
+	})
+}
+
+// resolved dials the addresses the backend's name has, in the order the
+// resolver gave them, until one takes the connection.
+func (u *upgrade) resolved(ips []netip.Addr, port uint16, err error) {
+	switch {
+	case u.cfd < 0:
+		return // closed meanwhile
+	case err == nil && len(ips) == 0:
+		err = fmt.Errorf("lookup %s: no address", u.rt.backend)
+	}
+	if err != nil {
+		u.dialFailed(err)
+		return
+	}
+	for _, ip := range ips[1:] {
+		u.others = append(u.others, netip.AddrPortFrom(ip.Unmap(), port))
+	}
+	u.dial(netip.AddrPortFrom(ips[0].Unmap(), port))
+}
+
+// connected finishes the connect and sends the request, after a TLS
+// handshake with [upstream_tls]. Writability without an error condition
+// is a connect that succeeded; only a failed one has its error asked for.
 func (u *upgrade) connected(failed bool) {
 	if failed {
 		errno, err := unix.GetsockoptInt(u.bfd, unix.SOL_SOCKET, unix.SO_ERROR)
@@ -55,9 +97,71 @@ func (u *upgrade) connected(failed bool) {
 				err = unix.ECONNREFUSED // hung up without a reason
 			}
 		}
+		if len(u.others) > 0 && upstream.LocalFailure(err) == "" {
+			// The name has other addresses: try the next.
+			u.loop.unregister(u.bfd)
+			unix.Close(u.bfd)
+			u.bfd = -1
+			next := u.others[0]
+			u.others = u.others[1:]
+			u.dial(next)
+			return
+		}
 		u.dialFailed(err)
 		return
 	}
+	u.others = nil
+	if tc := u.t.cfg.UpstreamTLS; tc != nil {
+		u.startBackendHandshake(tc)
+		return
+	}
+	u.send()
+}
+
+// startBackendHandshake gives the TLS handshake with the backend to a
+// worker of the pool; the loop leaves the upgrade alone until it is done.
+func (u *upgrade) startBackendHandshake(tc *tls.Config) {
+	if tc.ServerName == "" && !tc.InsecureSkipVerify {
+		tc = tc.Clone() // server_name defaults to the backend's host
+		tc.ServerName, _, _ = net.SplitHostPort(u.rt.backend)
+	}
+	sa, _ := unix.Getpeername(u.bfd)
+	tr := &tlsTransport{fd: u.bfd, peer: sockaddrTCP(sa), waiting: true, deadline: u.deadline(),
+		stop: u.srv.poll.handshakes.stopFD()}
+	u.phase = phBackendTLS
+	u.loop.upgrades.cancel(u)
+	job := func() {
+		c := tls.Client(tr, tc)
+		err := c.Handshake()
+		tr.waiting = false
+		if !u.loop.post(func() { u.backendHandshakeDone(c, tr, err) }) {
+			unix.Close(tr.fd) // the loop stopped: nobody else will
+		}
+	}
+	if !u.srv.poll.handshakes.submit(job) {
+		u.phase = phConnect
+		u.refuse(hsOverLimit, &handshakeError{status: http.StatusServiceUnavailable, msg: "proxy busy with TLS handshakes; try again later"})
+	}
+}
+
+// backendHandshakeDone takes the backend's socket back from the worker.
+func (u *upgrade) backendHandshakeDone(c *tls.Conn, tr *tlsTransport, err error) {
+	u.phase = phConnect
+	switch {
+	case u.halted:
+		unix.Close(tr.fd)
+		return
+	case err != nil:
+		u.dialFailed(err)
+		return
+	}
+	u.btls = &tlsSide{conn: c, tr: tr}
+	u.loop.upgrades.schedule(u, u.deadline())
+	u.send()
+}
+
+// send writes the request to the backend, then reads its answer.
+func (u *upgrade) send() {
 	u.phase = phSend
 	u.out, u.req, u.toClient = u.req, nil, false
 	u.then = func() {
@@ -92,7 +196,11 @@ func (u *upgrade) readResponse() {
 // readResponseOnce reads the backend's answer once: its head, or the rest
 // of a refusal's body. It reports whether to read again.
 func (u *upgrade) readResponseOnce() bool {
-	n, err := readFD(u.bfd, (*u.buf)[u.n:])
+	read := readFD
+	if u.btls != nil {
+		read = func(_ int, p []byte) (int, error) { return u.btls.read(p) }
+	}
+	n, err := read(u.bfd, (*u.buf)[u.n:])
 	if errors.Is(err, unix.EAGAIN) {
 		return false
 	}
@@ -201,7 +309,7 @@ func (u *upgrade) established(backendPending []byte, extensions bool) {
 	l.upgrades.cancel(u)
 	l.putBuf(u.buf)
 	u.buf = nil
-	c := &econn{loop: l, cfd: int32(u.cfd), bfd: int32(u.bfd), ctls: u.tls}
+	c := &econn{loop: l, cfd: int32(u.cfd), bfd: int32(u.bfd), ctls: u.tls, btls: u.btls}
 	c.init(s, &u.t.cfg, u.rt, extensions)
 	c.upf.take(s.pool, u.clientRest)
 	c.bytesUp.Add(int64(len(u.clientRest)))
@@ -212,7 +320,7 @@ func (u *upgrade) established(backendPending []byte, extensions bool) {
 	s.metrics.handshake(hsOK)
 	// A TLS client may have records waiting decrypted, where no edge
 	// announces them.
-	c.begin(true, u.clientSent || u.tls != nil, u.backendFull)
+	c.begin(true, u.clientSent || u.tls != nil, u.backendFull || u.btls != nil)
 	if s.stopping.Load() {
 		c.finish(goingAway(), time.Now().UnixNano())
 		c.settle(time.Now().UnixNano())

@@ -20,15 +20,17 @@ import (
 type upgradePhase uint8
 
 const (
-	phProxy     upgradePhase = iota // reading a PROXY protocol header
-	phTLS                           // waiting for the client's ClientHello
-	phHandshake                     // in the TLS handshake, on a worker of the pool
-	phRequest                       // reading the client's request head
-	phConnect                       // waiting for the backend's TCP connect
-	phSend                          // writing the request to the backend
-	phResponse                      // reading the backend's response head
-	phAnswer                        // writing the answer to the client
-	phRefusal                       // relaying a refusal's body to the client
+	phProxy      upgradePhase = iota // reading a PROXY protocol header
+	phTLS                            // waiting for the client's ClientHello
+	phHandshake                      // in the TLS handshake with the client, on a worker of the pool
+	phRequest                        // reading the client's request head
+	phResolve                        // looking up the backend's name
+	phConnect                        // waiting for the backend's TCP connect
+	phBackendTLS                     // in the TLS handshake with the backend, on a worker of the pool
+	phSend                           // writing the request to the backend
+	phResponse                       // reading the backend's response head
+	phAnswer                         // writing the answer to the client
+	phRefusal                        // relaying a refusal's body to the client
 )
 
 // upgrade takes one client connection through the WebSocket handshake on
@@ -50,11 +52,13 @@ type upgrade struct {
 	loop     *loop
 	cfd, bfd int // bfd is -1 until dialed
 	peer     netip.AddrPort
-	mode     *clientMode // what the client speaks before HTTP; nil for plain HTTP
-	tls      *tlsSide    // the client's TLS, once its handshake is done
+	mode     *clientMode      // what the client speaks before HTTP; nil for plain HTTP
+	tls      *tlsSide         // the client's TLS, once its handshake is done
+	btls     *tlsSide         // the backend's TLS, with [upstream_tls], once its handshake is done
+	others   []netip.AddrPort // the backend name's other addresses, to try when a connect fails
 	phase    upgradePhase
 	started  int64
-	halted   bool // the loop stopped while a worker had the handshake
+	halted   bool // the loop stopped while a worker had a socket
 
 	buf     *[]byte // borrowed: the client's head, then the backend's
 	n       int     // bytes in buf
@@ -90,7 +94,7 @@ func (u *upgrade) timer() *wheelEntry[upgrade] { return &u.wheelEntry }
 // caller serves it the usual way.
 func (s *Server) acceptUpgrade(conn net.Conn) bool {
 	tc, ok := conn.(*net.TCPConn)
-	if !ok || s.goroutinesOnly || s.router.table().cfg.UpstreamTLS != nil {
+	if !ok || s.goroutinesOnly {
 		return false
 	}
 	peer, err := netip.ParseAddrPort(tc.RemoteAddr().String())
@@ -140,20 +144,32 @@ func (u *upgrade) deadline() int64 {
 	return u.started + int64(u.srv.router.table().cfg.HandshakeTimeout)
 }
 
-// halt closes the upgrade: the loop is stopping. A worker in the TLS
-// handshake still uses the socket, so it closes it once done.
+// halt closes the upgrade: the loop is stopping. A worker in a TLS
+// handshake still uses its socket, so it closes that one once done.
 func (u *upgrade) halt(int64) {
-	if u.phase == phHandshake {
+	switch u.phase {
+	case phHandshake:
 		u.halted = true
 		u.loop.unregister(u.cfd)
-		return
+		u.cfd = -1 // the worker's now
+		u.close()
+	case phBackendTLS:
+		u.halted = true
+		u.loop.unregister(u.bfd)
+		u.bfd = -1 // the worker's now
+		u.close()
+	default:
+		u.close()
 	}
-	u.close()
 }
 
+// withWorker reports whether a worker of the pool has one of the
+// upgrade's sockets: the loop leaves both alone until it is done.
+func (u *upgrade) withWorker() bool { return u.phase == phHandshake || u.phase == phBackendTLS }
+
 func (u *upgrade) onEvent(fd int, events uint32, now int64) {
-	if u.cfd < 0 || u.phase == phHandshake {
-		return // a worker has the socket: the handshake reads what comes
+	if u.cfd < 0 || u.withWorker() {
+		return // the handshake reads what comes; the rest waits for it
 	}
 	in := events&(unix.EPOLLIN|unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0
 	out := events&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) != 0
@@ -167,7 +183,7 @@ func (u *upgrade) onEvent(fd int, events uint32, now int64) {
 			return
 		}
 	}
-	if out && (len(u.out) > 0 || u.toClient && u.tls != nil && u.tls.tr.held()) && (fd == u.cfd) == u.toClient {
+	if out && (len(u.out) > 0 || u.outSide() != nil && u.outSide().tr.held()) && (fd == u.cfd) == u.toClient {
 		u.write()
 		if u.cfd < 0 {
 			return
@@ -209,10 +225,19 @@ func (u *upgrade) expire(now int64) {
 	u.refuse(hsBackendTimeout, &handshakeError{status: http.StatusGatewayTimeout, msg: "backend handshake timed out"})
 }
 
+// outSide is the TLS out goes through: the client's or the backend's;
+// nil when that peer speaks plain TCP.
+func (u *upgrade) outSide() *tlsSide {
+	if u.toClient {
+		return u.tls
+	}
+	return u.btls
+}
+
 // write writes out to its peer, then runs then.
 func (u *upgrade) write() {
-	if u.toClient && u.tls != nil {
-		u.writeTLS()
+	if side := u.outSide(); side != nil {
+		u.writeTLS(side)
 		return
 	}
 	fd := u.bfd

@@ -122,8 +122,7 @@ func (u *upgrade) handshakeDone(tc *tls.Conn, tr *tlsTransport, err error) {
 	u.phase = phTLS
 	switch {
 	case u.halted:
-		unix.Close(u.cfd)
-		u.cfd = -1
+		unix.Close(tr.fd)
 		return
 	case err != nil:
 		u.srv.log.Debug("TLS handshake failed", zap.Stringer("remote", u.peer), zap.Error(err))
@@ -144,22 +143,25 @@ func (u *upgrade) readClient(p []byte) (int, error) {
 	return readFD(u.cfd, p)
 }
 
-// writeTLS writes out to a TLS client, then runs then once the socket has
+// writeTLS writes out through side, then runs then once the socket has
 // taken all of it.
-func (u *upgrade) writeTLS() {
+func (u *upgrade) writeTLS(side *tlsSide) {
+	var err error
 	if len(u.out) > 0 {
-		_, err := u.tls.write(u.out)
+		_, err = side.write(u.out)
 		u.out = nil
-		if err != nil {
-			u.srv.metrics.handshake(hsClientFailed)
-			u.close()
-			return
-		}
 	}
-	switch done, err := u.tls.tr.flush(); {
-	case err != nil:
+	done := false
+	if err == nil {
+		done, err = side.tr.flush()
+	}
+	switch {
+	case err != nil && u.toClient:
 		u.srv.metrics.handshake(hsClientFailed)
 		u.close()
+		return
+	case err != nil:
+		u.dialFailed(err)
 		return
 	case !done:
 		return // the socket's next writable edge goes on
@@ -279,14 +281,6 @@ func (u *upgrade) request(end int) {
 		return
 	}
 	u.rt, u.reserved = rt, true
-	backend, err := netip.ParseAddrPort(rt.backend)
-	if err != nil || t.cfg.UpstreamTLS != nil {
-		// A backend by name needs DNS, TLS to backends needs its library
-		// (the setting may have come with a reload): the HTTP server path
-		// handles both.
-		u.handOff()
-		return
-	}
 	if rest := (*u.buf)[end:u.n]; len(rest) > 0 {
 		// A client that did not wait for the 101: its frames go to the
 		// backend once the relay starts.
@@ -300,7 +294,11 @@ func (u *upgrade) request(end int) {
 	u.accept = acceptKey(h.Field("Sec-WebSocket-Key"))
 	u.offered = offeredProtocols(h)
 	u.req = u.backendRequest(end)
-	u.dial(backend)
+	if backend, err := netip.ParseAddrPort(rt.backend); err == nil {
+		u.dial(backend)
+		return
+	}
+	u.resolve()
 }
 
 // checkUpgradeHead applies RFC 6455 section 4.2.1 to a head the rules of

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"crypto/tls"
 	"crypto/x509"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -12,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/wsedge/wsedge/upstream"
+	"github.com/wsedge/wsedge/upstream/upstreamtest"
 )
 
 // A backend that speaks only TLS (wss://) is reached with [upstream_tls]:
@@ -58,6 +60,11 @@ func TestUpstreamTLS(t *testing.T) {
 	if err != nil || !bytes.Equal(got, msg) {
 		t.Fatalf("echo over a TLS backend: err %v, equal %v", err, bytes.Equal(got, msg))
 	}
+	for _, lc := range p.srv.reg.sessions("") {
+		if _, ok := lc.(*econn); !ok {
+			t.Errorf("connection %T: not on the event loops", lc)
+		}
+	}
 	if body := httpGet(t, "http://"+p.addr+"/page", nil); body != "plain over tls" {
 		t.Fatalf("plain request over a TLS backend got %q", body)
 	}
@@ -68,5 +75,23 @@ func TestUpstreamTLS(t *testing.T) {
 	_, res, err := websocket.DefaultDialer.Dial(p2.url("/"), nil)
 	if err == nil || res == nil || res.StatusCode != http.StatusBadGateway {
 		t.Fatalf("unverified backend: err %v, response %v; want 502", err, res)
+	}
+}
+
+// A backend named by host name is looked up off the loop and relayed by
+// it like any other; a name with several addresses is tried address by
+// address.
+func TestBackendByName(t *testing.T) {
+	b := upstreamtest.Start(t, upstreamtest.WithName("named"))
+	_, port, _ := net.SplitHostPort(b.Addr)
+	p := startProxyOn(t, Config{}, []upstream.Backend{{Addr: "localhost:" + port}})
+	c := dial(t, p, "/", nil)
+	if got := whoami(t, c); got != "named" {
+		t.Fatalf("whoami = %q", got)
+	}
+	for _, lc := range p.srv.reg.sessions("") {
+		if _, ok := lc.(*econn); !ok {
+			t.Errorf("connection %T: not on the event loops", lc)
+		}
 	}
 }
