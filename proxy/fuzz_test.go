@@ -34,7 +34,7 @@ import (
 
 // The fuzz targets here drive a whole Server over loopback sockets, as a
 // client and a backend would, rather than one function: what they guard is
-// the interplay of the handshake, the two relay drivers, the close logic
+// the interplay of the handshake, the relay with and without io_uring, the close logic
 // and the registry. Each input costs a connection through the proxy, so
 // they run slower than FuzzFramer; testdata/fuzz/run.sh gives each a few
 // seconds in CI.
@@ -74,19 +74,21 @@ type fuzzServer struct {
 	logs *observer.ObservedLogs
 }
 
-// startFuzzServer serves cfg in front of backends on a loopback port,
-// through wrap when it is not nil (a PROXY protocol listener). The Server
-// takes every connection on goroutines, through net/http, when goroutines
-// is set, and on its event loops otherwise.
-func startFuzzServer(tb testing.TB, cfg Config, backends []string, goroutines bool, opts ...ListenOption) *fuzzServer {
+// startFuzzServer serves cfg in front of backends on a loopback port, its
+// clients speaking what opts say before HTTP. Without ring, the event
+// loops make a system call per read and write (WithoutIOUring).
+func startFuzzServer(tb testing.TB, cfg Config, backends []string, ring bool, opts ...ListenOption) *fuzzServer {
 	tb.Helper()
 	var list []upstream.Backend
 	for _, b := range backends {
 		list = append(list, upstream.Backend{Addr: b, Weight: 1})
 	}
 	core, logs := observer.New(zapcore.InfoLevel)
-	srv := New(cfg, upstream.NewSet(list), WithLogger(zap.New(core)))
-	srv.goroutinesOnly = goroutines
+	srvOpts := []Option{WithLogger(zap.New(core))}
+	if !ring {
+		srvOpts = append(srvOpts, WithoutIOUring())
+	}
+	srv := New(cfg, upstream.NewSet(list), srvOpts...)
 	srv.closeWait = 200 * time.Millisecond // uncooperative peers are the rule here
 	ln, err := ListenTCP("127.0.0.1:0", 0, opts...)
 	if err != nil {
@@ -138,11 +140,11 @@ func (fs *fuzzServer) settle(tb testing.TB, upgraded int) {
 }
 
 // relayRig is a backend listener the fuzz harness answers itself and the
-// relay servers in front of it: both drivers, each with a small and a
-// huge message limit.
+// relay servers in front of it: with and without io_uring, each with a
+// small and a huge message limit.
 type relayRig struct {
 	backend net.Listener
-	servers [4]*fuzzServer // index: bit 0 goroutine driver, bit 1 small limit
+	servers [4]*fuzzServer // index: bit 0 a system call per read and write, bit 1 small limit
 }
 
 func newRelayRig(tb testing.TB) *relayRig {
@@ -159,7 +161,7 @@ func newRelayRig(tb testing.TB) *relayRig {
 		if i&2 != 0 {
 			cfg.MaxMessageBytes = fuzzSmallLimit
 		}
-		rig.servers[i] = startFuzzServer(tb, cfg, []string{ln.Addr().String()}, i&1 != 0)
+		rig.servers[i] = startFuzzServer(tb, cfg, []string{ln.Addr().String()}, i&1 == 0)
 	}
 	return rig
 }
@@ -630,7 +632,7 @@ func FuzzHandshake(f *testing.F) {
 
 	hb := startHandshakeBackend(f)
 	var servers []*fuzzServer
-	for _, goroutines := range []bool{false, true} {
+	for _, ring := range []bool{true, false} {
 		for _, cfg := range []Config{
 			{Key: KeyIP, Trusted: affinity.NewTrustedProxies([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")}),
 				AllowedOrigins: []string{"https://app.test"}, MaxConnectionsPerIP: 1000},
@@ -638,7 +640,7 @@ func FuzzHandshake(f *testing.F) {
 			{Key: KeyHeader, Header: "X-Session-ID"},
 		} {
 			cfg.HandshakeTimeout = 2 * time.Second
-			servers = append(servers, startFuzzServer(f, cfg, []string{hb.addr}, goroutines))
+			servers = append(servers, startFuzzServer(f, cfg, []string{hb.addr}, ring))
 		}
 	}
 	f.Fuzz(func(t *testing.T, head []byte, mode uint8) {
@@ -736,7 +738,7 @@ func FuzzProxyHeader(f *testing.F) {
 	hb := startHandshakeBackend(f)
 	loopback := affinity.NewTrustedProxies([]netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")})
 	cfg := Config{HandshakeTimeout: 2 * time.Second, Trusted: loopback}
-	fs := startFuzzServer(f, cfg, []string{hb.addr}, false, WithProxyProtocol(loopback))
+	fs := startFuzzServer(f, cfg, []string{hb.addr}, true, WithProxyProtocol(loopback))
 	request := []byte("GET / HTTP/1.1\r\nHost: app.test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n" +
 		"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + fuzzKey + "\r\n\r\n")
 

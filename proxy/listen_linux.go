@@ -251,11 +251,10 @@ func (l *loopListener) Close() error {
 }
 
 // serveLoops registers ln's sockets with the loops and waits for Close.
-// Without loops (their start failed) it accepts on goroutines instead.
 func (s *Server) serveLoops(ln *loopListener) error {
 	loops, err := s.poll.all()
-	if err != nil || s.goroutinesOnly {
-		return s.serveFiles(ln)
+	if err != nil {
+		return fmt.Errorf("event loops: %w", err)
 	}
 	if err := ln.register(s, loops); err != nil {
 		return err
@@ -288,42 +287,6 @@ func (l *loopListener) register(s *Server, loops []*loop) error {
 		l.owners[i] = owner
 	}
 	return nil
-}
-
-// serveFiles accepts on goroutines, one per socket, through Go's own
-// listeners.
-func (s *Server) serveFiles(ln *loopListener) error {
-	ln.mu.Lock()
-	var lns []net.Listener
-	for _, fd := range ln.fds {
-		// Go's listener gets a duplicate: ln goes on owning, and closing,
-		// its own descriptors.
-		dup, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
-		if err != nil {
-			continue
-		}
-		f := os.NewFile(uintptr(dup), "listener")
-		fl, err := net.FileListener(f)
-		f.Close()
-		if err == nil {
-			lns = append(lns, fl)
-		}
-	}
-	ln.mu.Unlock()
-	if len(lns) == 0 {
-		return errors.New("listener: no socket to accept on")
-	}
-	var wg sync.WaitGroup
-	for _, fl := range lns {
-		fl = goListener(fl, ln.mode, s.router.table().cfg.HandshakeTimeout)
-		wg.Go(func() { s.acceptLoop(fl) })
-	}
-	<-ln.closed
-	for _, fl := range lns {
-		fl.Close()
-	}
-	wg.Wait()
-	return net.ErrClosed
 }
 
 // acceptor takes connections from one listening socket on its loop.

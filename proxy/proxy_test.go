@@ -45,15 +45,15 @@ func startProxy(tb testing.TB, cfg Config, backends ...*upstreamtest.Backend) *t
 
 func startProxyOn(tb testing.TB, cfg Config, list []upstream.Backend, opts ...Option) *testProxy {
 	tb.Helper()
+	return startProxyWith(tb, cfg, list, func(addr string, loops int) (net.Listener, error) { return ListenTCP(addr, loops) }, opts...)
+}
+
+// startProxyWith starts a Server with opts on a listener from listen.
+func startProxyWith(tb testing.TB, cfg Config, list []upstream.Backend, listen func(string, int) (net.Listener, error), opts ...Option) *testProxy {
+	tb.Helper()
 	set := upstream.NewSet(list)
 	srv := New(cfg, set, opts...)
-	srv.goroutinesOnly = strings.HasPrefix(tb.Name(), "TestGoroutineDriver/")
-	srv.noRing = strings.HasPrefix(tb.Name(), "TestWithoutRing/")
-	listen := func(addr string) (net.Listener, error) { return ListenTCP(addr, srv.Loops()) }
-	if strings.HasPrefix(tb.Name(), "TestGoListener/") {
-		listen = func(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
-	}
-	ln, err := listen("127.0.0.1:0")
+	ln, err := listen("127.0.0.1:0", srv.Loops())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -141,30 +141,47 @@ func closeCode(tb testing.TB, c *websocket.Conn, within time.Duration) int {
 	}
 }
 
-// relayTests are the relay's tests, run again through each other way a
-// connection can be driven.
-func relayTests() map[string]func(*testing.T) {
-	return map[string]func(*testing.T){
-		"Echo":                   TestEchoThroughProxy,
-		"Compression":            TestSubprotocolAndCompressionEndToEnd,
-		"CloseCodes":             TestCloseCodesPassThrough,
-		"BackendDeath":           TestBackendDeathGives1012,
-		"ProtocolViolations":     TestProtocolViolationsAnswered,
-		"SlowConsumer":           TestSlowConsumerClosed,
-		"HeartbeatPongsKept":     TestHeartbeatPongsNotForwarded,
-		"PingsPassThrough":       TestPeerPingsPassThrough,
-		"ShutdownClosesWith1001": TestShutdownClosesWith1001,
-		"HangUpWithLastBytes":    TestClientHangingUpWithItsLastBytes,
-		"ClientGone":             TestClientGoneTellsBackend,
-	}
+// rig says how a test's proxy is built: the Server's options (a driver's
+// choice, such as WithoutIOUring), and whether its clients come through a
+// Go listener rather than ListenTCP's sockets.
+type rig struct {
+	opts       []Option
+	goListener bool
 }
 
-// TestGoroutineDriver runs the relay's tests again with every connection on
-// the goroutine driver, which TLS connections use; the others run on the
-// event loops where the platform has them.
-func TestGoroutineDriver(t *testing.T) {
-	for name, test := range relayTests() {
-		t.Run(name, test)
+func (r rig) start(tb testing.TB, cfg Config, backends ...*upstreamtest.Backend) *testProxy {
+	tb.Helper()
+	var list []upstream.Backend
+	for _, b := range backends {
+		list = append(list, upstream.Backend{Addr: b.Addr, Weight: 1})
+	}
+	return r.startOn(tb, cfg, list)
+}
+
+func (r rig) startOn(tb testing.TB, cfg Config, list []upstream.Backend) *testProxy {
+	tb.Helper()
+	listen := func(addr string, loops int) (net.Listener, error) { return ListenTCP(addr, loops) }
+	if r.goListener {
+		listen = func(addr string, _ int) (net.Listener, error) { return net.Listen("tcp", addr) }
+	}
+	return startProxyWith(tb, cfg, list, listen, r.opts...)
+}
+
+// relayTests are the relay's tests, run again through each other way a
+// connection can be driven.
+func relayTests() map[string]func(*testing.T, rig) {
+	return map[string]func(*testing.T, rig){
+		"Echo":                   echoThroughProxy,
+		"Compression":            subprotocolAndCompression,
+		"CloseCodes":             closeCodesPassThrough,
+		"BackendDeath":           backendDeathGives1012,
+		"ProtocolViolations":     protocolViolationsAnswered,
+		"SlowConsumer":           slowConsumerClosed,
+		"HeartbeatPongsKept":     heartbeatPongsNotForwarded,
+		"PingsPassThrough":       peerPingsPassThrough,
+		"ShutdownClosesWith1001": shutdownClosesWith1001,
+		"HangUpWithLastBytes":    clientHangingUpWithItsLastBytes,
+		"ClientGone":             clientGoneTellsBackend,
 	}
 }
 
@@ -172,7 +189,7 @@ func TestGoroutineDriver(t *testing.T) {
 // system call of its own, as on a kernel without io_uring.
 func TestWithoutRing(t *testing.T) {
 	for name, test := range relayTests() {
-		t.Run(name, test)
+		t.Run(name, func(t *testing.T) { test(t, rig{opts: []Option{WithoutIOUring()}}) })
 	}
 }
 
@@ -180,20 +197,22 @@ func TestWithoutRing(t *testing.T) {
 // listener on a goroutine, as a program embedding the proxy may serve it,
 // instead of by the event loops on ListenTCP's sockets.
 func TestGoListener(t *testing.T) {
-	for name, test := range map[string]func(*testing.T){
-		"Echo":                   TestEchoThroughProxy,
-		"Cookie":                 TestCookieAffinity,
-		"Refusal":                TestBackendRefusalRelayed,
-		"PlainHTTP":              TestPlainHTTPStreams,
-		"ShutdownClosesWith1001": TestShutdownClosesWith1001,
+	for name, test := range map[string]func(*testing.T, rig){
+		"Echo":                   echoThroughProxy,
+		"Cookie":                 cookieAffinity,
+		"Refusal":                backendRefusalRelayed,
+		"PlainHTTP":              plainHTTPStreams,
+		"ShutdownClosesWith1001": shutdownClosesWith1001,
 	} {
-		t.Run(name, test)
+		t.Run(name, func(t *testing.T) { test(t, rig{goListener: true}) })
 	}
 }
 
-func TestEchoThroughProxy(t *testing.T) {
+func TestEchoThroughProxy(t *testing.T) { echoThroughProxy(t, rig{}) }
+
+func echoThroughProxy(t *testing.T, r rig) {
 	b := upstreamtest.Start(t, upstreamtest.WithName("b1"))
-	p := startProxy(t, Config{}, b)
+	p := r.start(t, Config{}, b)
 	c := dial(t, p, "/chat?room=1", nil)
 	for _, size := range []int{0, 1, 125, 126, 65535, 65536, 300000} {
 		msg := bytes.Repeat([]byte{byte(size)}, size)
@@ -248,9 +267,11 @@ func TestHeadersPassAndHopHeadersDrop(t *testing.T) {
 	}
 }
 
-func TestSubprotocolAndCompressionEndToEnd(t *testing.T) {
+func TestSubprotocolAndCompressionEndToEnd(t *testing.T) { subprotocolAndCompression(t, rig{}) }
+
+func subprotocolAndCompression(t *testing.T, r rig) {
 	b := upstreamtest.Start(t, upstreamtest.WithSubprotocols("v2.chat", "v1.chat"), upstreamtest.WithCompression())
-	p := startProxy(t, Config{}, b)
+	p := r.start(t, Config{}, b)
 	d := websocket.Dialer{Subprotocols: []string{"v1.chat", "v2.chat"}, EnableCompression: true}
 	c, res, err := d.Dial(p.url("/"), nil)
 	if err != nil {
@@ -317,12 +338,14 @@ func httpGet(tb testing.TB, url string, h http.Header) string {
 	return string(body)
 }
 
-func TestCookieAffinity(t *testing.T) {
+func TestCookieAffinity(t *testing.T) { cookieAffinity(t, rig{}) }
+
+func cookieAffinity(t *testing.T, r rig) {
 	var backends []*upstreamtest.Backend
 	for i := range 3 {
 		backends = append(backends, upstreamtest.Start(t, upstreamtest.WithName(fmt.Sprintf("b%d", i))))
 	}
-	p := startProxy(t, Config{Key: KeyCookie, Cookie: "route"}, backends...)
+	p := r.start(t, Config{Key: KeyCookie, Cookie: "route"}, backends...)
 	c, res, err := websocket.DefaultDialer.Dial(p.url("/"), nil)
 	if err != nil {
 		t.Fatal(err)
@@ -357,9 +380,11 @@ func TestCookieAffinity(t *testing.T) {
 	}
 }
 
-func TestBackendRefusalRelayed(t *testing.T) {
+func TestBackendRefusalRelayed(t *testing.T) { backendRefusalRelayed(t, rig{}) }
+
+func backendRefusalRelayed(t *testing.T, r rig) {
 	b := upstreamtest.Start(t, upstreamtest.WithRefuse(http.StatusForbidden, "no entry"))
-	p := startProxy(t, Config{}, b)
+	p := r.start(t, Config{}, b)
 	_, res, err := websocket.DefaultDialer.Dial(p.url("/"), nil)
 	if err == nil {
 		t.Fatal("dial succeeded through a refusing backend")
@@ -392,9 +417,11 @@ func TestUnreachableAndSlowBackends(t *testing.T) {
 	}
 }
 
-func TestCloseCodesPassThrough(t *testing.T) {
+func TestCloseCodesPassThrough(t *testing.T) { closeCodesPassThrough(t, rig{}) }
+
+func closeCodesPassThrough(t *testing.T, r rig) {
 	b := upstreamtest.Start(t)
-	p := startProxy(t, Config{}, b)
+	p := r.start(t, Config{}, b)
 	c := dial(t, p, "/", nil)
 	b.WaitConns(context.Background(), 1)
 	b.CloseAll(4321, "app says bye")
@@ -403,9 +430,11 @@ func TestCloseCodesPassThrough(t *testing.T) {
 	}
 }
 
-func TestBackendDeathGives1012(t *testing.T) {
+func TestBackendDeathGives1012(t *testing.T) { backendDeathGives1012(t, rig{}) }
+
+func backendDeathGives1012(t *testing.T, r rig) {
 	b := upstreamtest.Start(t)
-	p := startProxy(t, Config{}, b)
+	p := r.start(t, Config{}, b)
 	c := dial(t, p, "/", nil)
 	whoami(t, c)
 	b.Kill()
@@ -414,9 +443,11 @@ func TestBackendDeathGives1012(t *testing.T) {
 	}
 }
 
-func TestProtocolViolationsAnswered(t *testing.T) {
+func TestProtocolViolationsAnswered(t *testing.T) { protocolViolationsAnswered(t, rig{}) }
+
+func protocolViolationsAnswered(t *testing.T, r rig) {
 	b := upstreamtest.Start(t)
-	p := startProxy(t, Config{MaxMessageBytes: 1 << 20}, b)
+	p := r.start(t, Config{MaxMessageBytes: 1 << 20}, b)
 	good := dial(t, p, "/", nil)
 
 	tests := []struct {
@@ -478,9 +509,11 @@ func TestMalformedHandshakes(t *testing.T) {
 	}
 }
 
-func TestSlowConsumerClosed(t *testing.T) {
+func TestSlowConsumerClosed(t *testing.T) { slowConsumerClosed(t, rig{}) }
+
+func slowConsumerClosed(t *testing.T, r rig) {
 	b := upstreamtest.Start(t)
-	p := startProxy(t, Config{WriteTimeout: 500 * time.Millisecond}, b)
+	p := r.start(t, Config{WriteTimeout: 500 * time.Millisecond}, b)
 	c := dial(t, p, "/", nil)
 	// Ask the backend for a flood the client never reads: echo big messages
 	// while not reading. Writes go until the proxy gives up on this client.
@@ -506,9 +539,11 @@ func TestSlowConsumerClosed(t *testing.T) {
 	<-done
 }
 
-func TestPlainHTTPStreams(t *testing.T) {
+func TestPlainHTTPStreams(t *testing.T) { plainHTTPStreams(t, rig{}) }
+
+func plainHTTPStreams(t *testing.T, r rig) {
 	b := upstreamtest.Start(t, upstreamtest.WithName("b1"))
-	p := startProxy(t, Config{}, b)
+	p := r.start(t, Config{}, b)
 	res, err := http.Get("http://" + p.addr + "/sse?count=3")
 	if err != nil {
 		t.Fatal(err)
@@ -542,9 +577,11 @@ func TestPlainHTTPStreams(t *testing.T) {
 
 // The proxy's heartbeat pongs stay with the proxy: the backend sees only
 // the client's data.
-func TestHeartbeatPongsNotForwarded(t *testing.T) {
+func TestHeartbeatPongsNotForwarded(t *testing.T) { heartbeatPongsNotForwarded(t, rig{}) }
+
+func heartbeatPongsNotForwarded(t *testing.T, r rig) {
 	b := upstreamtest.Start(t)
-	p := startProxy(t, Config{PingInterval: 50 * time.Millisecond, PongTimeout: time.Second}, b)
+	p := r.start(t, Config{PingInterval: 50 * time.Millisecond, PongTimeout: time.Second}, b)
 	c := dial(t, p, "/", nil)
 	pings := make(chan string, 64)
 	c.SetPingHandler(func(data string) error {
@@ -574,9 +611,11 @@ func TestHeartbeatPongsNotForwarded(t *testing.T) {
 }
 
 // Pings from either peer reach the other and their pongs come back.
-func TestPeerPingsPassThrough(t *testing.T) {
+func TestPeerPingsPassThrough(t *testing.T) { peerPingsPassThrough(t, rig{}) }
+
+func peerPingsPassThrough(t *testing.T, r rig) {
 	b := upstreamtest.Start(t)
-	p := startProxy(t, Config{}, b)
+	p := r.start(t, Config{}, b)
 	c := dial(t, p, "/", nil)
 	pongs := make(chan string, 1)
 	c.SetPongHandler(func(data string) error { pongs <- data; return nil })
@@ -623,9 +662,11 @@ func TestPeerPingsPassThrough(t *testing.T) {
 }
 
 // Shutdown tells every client 1001 and waits for them to go.
-func TestShutdownClosesWith1001(t *testing.T) {
+func TestShutdownClosesWith1001(t *testing.T) { shutdownClosesWith1001(t, rig{}) }
+
+func shutdownClosesWith1001(t *testing.T, r rig) {
 	b := upstreamtest.Start(t)
-	p := startProxy(t, Config{}, b)
+	p := r.start(t, Config{}, b)
 	conns := dialEach(t, p, 20, 0)
 	done := make(chan error, 1)
 	go func() {
@@ -667,9 +708,11 @@ func TestLoweredLimitShedsNewest(t *testing.T) {
 // and its FIN together, and the proxy hears of both in one readiness
 // report: reading the bytes must not leave the hang-up unread, or the
 // connection and its backend stay open until a timeout.
-func TestClientHangingUpWithItsLastBytes(t *testing.T) {
+func TestClientHangingUpWithItsLastBytes(t *testing.T) { clientHangingUpWithItsLastBytes(t, rig{}) }
+
+func clientHangingUpWithItsLastBytes(t *testing.T, r rig) {
 	b := upstreamtest.Start(t)
-	p := startProxy(t, Config{PingInterval: 20 * time.Millisecond, PongTimeout: 10 * time.Second}, b)
+	p := r.start(t, Config{PingInterval: 20 * time.Millisecond, PongTimeout: 10 * time.Second}, b)
 	var slowest time.Duration
 	for i := range 50 {
 		c := dial(t, p, "/", nil)
@@ -708,7 +751,9 @@ func TestClientHangingUpWithItsLastBytes(t *testing.T) {
 
 // A client that vanishes without a close frame leaves its backend a 1001
 // "client went away", written as the proxy closes the connection.
-func TestClientGoneTellsBackend(t *testing.T) {
+func TestClientGoneTellsBackend(t *testing.T) { clientGoneTellsBackend(t, rig{}) }
+
+func clientGoneTellsBackend(t *testing.T, r rig) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -745,7 +790,7 @@ func TestClientGoneTellsBackend(t *testing.T) {
 			})
 		}
 	})
-	p := startProxyOn(t, Config{}, []upstream.Backend{{Addr: ln.Addr().String(), Weight: 1}})
+	p := r.startOn(t, Config{}, []upstream.Backend{{Addr: ln.Addr().String(), Weight: 1}})
 	for i := range 5 {
 		c := dial(t, p, "/", nil)
 		if err := c.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {

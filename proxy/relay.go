@@ -22,6 +22,9 @@ const (
 	lastWordTimeout = 100 * time.Millisecond
 )
 
+// errSlowPeer marks a write that did not finish within the write timeout.
+var errSlowPeer = errors.New("peer did not take a write in time")
+
 // heartbeatPrefix marks the proxy's own pings, so that the answering pongs
 // are recognised and kept from the backend.
 var heartbeatPrefix = []byte("wsedge-hb:")

@@ -62,9 +62,6 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	retiring  sync.WaitGroup // fronts replaced by a reload, finishing their requests
 
-	// goroutinesOnly makes every connection use the goroutine driver, so
-	// tests can run the same behaviour through both drivers.
-	goroutinesOnly bool
 	// noRing makes the event loops do each relay read and write as a
 	// system call of its own, as where io_uring is not available: an
 	// operator's choice (WithoutIOUring), and tests cover that path too.

@@ -94,7 +94,7 @@ func (u *upgrade) timer() *wheelEntry[upgrade] { return &u.wheelEntry }
 // caller serves it the usual way.
 func (s *Server) acceptUpgrade(conn net.Conn) bool {
 	tc, ok := conn.(*net.TCPConn)
-	if !ok || s.goroutinesOnly {
+	if !ok {
 		return false
 	}
 	peer, err := netip.ParseAddrPort(tc.RemoteAddr().String())

@@ -1,3 +1,5 @@
+//go:build !linux
+
 package proxy
 
 import (
@@ -8,9 +10,6 @@ import (
 
 	"github.com/gobwas/ws"
 )
-
-// errSlowPeer marks a write that did not finish within the write timeout.
-var errSlowPeer = errors.New("peer did not take a write in time")
 
 // sender owns the writing side of one peer's connection. Relayed bytes and
 // the proxy's own frames (pings, closes) share it; the proxy's frames wait
