@@ -49,13 +49,70 @@ func dropProxyOwned(h http.Header) {
 	}
 }
 
-// forwardedHost is the X-Forwarded-Host a trusted proxy in front said the
-// client asked for, to pass on; "" from anyone else.
-func forwardedHost(values []string, trusted bool) string {
-	if !trusted || len(values) == 0 {
-		return ""
+// forwarding is what the proxy tells a backend about a client, on an
+// upgrade the loops relay and on a plain request alike: computed here once
+// for both.
+type forwarding struct {
+	xff, proto, realIP, host string // "" for a header not to send
+}
+
+// forwardingFor says who the client of rt is, given what the request
+// carried under the forwarding names (h) and whether it came over TLS. A
+// trusted peer's chain and claims are extended or kept; anyone else's
+// never reach the backend.
+func forwardingFor(rt route, h headers, overTLS bool) forwarding {
+	var f forwarding
+	if rt.trustedPeer {
+		f.xff = strings.Join(h.Values("X-Forwarded-For"), ", ")
+		f.host = strings.Join(h.Values("X-Forwarded-Host"), ", ")
+		f.proto = h.Get("X-Forwarded-Proto")
 	}
-	return strings.Join(values, ", ")
+	// A peer that is not an IP (a PROXY protocol header naming a Unix
+	// socket) adds nothing to the chain.
+	if rt.peer.IsValid() {
+		if f.xff != "" {
+			f.xff += ", "
+		}
+		f.xff += rt.peer.String()
+	}
+	if f.proto == "" {
+		f.proto = "http"
+		if overTLS {
+			f.proto = "https"
+		}
+	}
+	if rt.client.IsValid() {
+		f.realIP = rt.client.String()
+	}
+	return f
+}
+
+// appendTo writes f's header lines, each ending in CRLF.
+func (f forwarding) appendTo(out []byte) []byte {
+	for _, l := range [...]struct{ name, value string }{
+		{"X-Forwarded-For", f.xff}, {"X-Forwarded-Host", f.host}, {"X-Forwarded-Proto", f.proto}, {"X-Real-IP", f.realIP},
+	} {
+		if l.value != "" {
+			out = append(out, l.name...)
+			out = append(out, ": "...)
+			out = append(out, l.value...)
+			out = append(out, "\r\n"...)
+		}
+	}
+	return out
+}
+
+// setOn replaces whatever h carried under the proxy's own names, in any
+// spelling, with f.
+func (f forwarding) setOn(h http.Header) {
+	dropProxyOwned(h)
+	for name, value := range map[string]string{
+		"X-Forwarded-For": f.xff, "X-Forwarded-Host": f.host, "X-Forwarded-Proto": f.proto, "X-Real-Ip": f.realIP,
+	} {
+		if value != "" {
+			h.Set(name, value)
+		}
+	}
 }
 
 func lower(c byte) byte {

@@ -65,33 +65,7 @@ const statusClientClosed = 499
 // goes first: a trusted peer's chain is extended, anyone else's claims
 // never reach the backend.
 func setForwarded(h http.Header, r *http.Request, rt route) {
-	dropProxyOwned(h)
-	if host := forwardedHost(r.Header.Values("X-Forwarded-Host"), rt.trustedPeer); host != "" {
-		h.Set("X-Forwarded-Host", host)
-	}
-	// A peer that is not an IP (a PROXY protocol header naming a Unix
-	// socket) adds nothing to the chain.
-	var xff []string
-	if prior := r.Header.Values("X-Forwarded-For"); len(prior) > 0 && rt.trustedPeer {
-		xff = append(xff, prior...)
-	}
-	if rt.peer.IsValid() {
-		xff = append(xff, rt.peer.String())
-	}
-	if len(xff) > 0 {
-		h.Set("X-Forwarded-For", strings.Join(xff, ", "))
-	}
-	proto := "http"
-	if r.TLS != nil {
-		proto = "https"
-	}
-	if p := r.Header.Get("X-Forwarded-Proto"); p != "" && rt.trustedPeer {
-		proto = p
-	}
-	h.Set("X-Forwarded-Proto", proto)
-	if rt.client.IsValid() {
-		h.Set("X-Real-IP", rt.client.String())
-	}
+	forwardingFor(rt, r.Header, r.TLS != nil).setOn(h)
 }
 
 // offeredProtocols lists the subprotocols the client offered, in order.

@@ -358,31 +358,9 @@ func (u *upgrade) backendRequest(end int) []byte {
 		out = append(out, h.Line(i)...)
 		out = append(out, "\r\n"...)
 	}
-	xff := rt.peer.String() // the event loop only takes TCP peers: always an IP
-	if rt.trustedPeer {
-		if prior := h.Values("X-Forwarded-For"); len(prior) > 0 {
-			xff = joinComma(prior) + ", " + xff
-		}
-	}
-	proto := "http"
-	if u.tls != nil {
-		proto = "https"
-	}
-	if p := h.Field("X-Forwarded-Proto"); len(p) > 0 && rt.trustedPeer {
-		proto = string(p)
-	}
-	if host := forwardedHost(h.Values("X-Forwarded-Host"), rt.trustedPeer); host != "" {
-		out = append(out, "X-Forwarded-Host: "...)
-		out = append(out, host...)
-		out = append(out, "\r\n"...)
-	}
-	out = append(out, "Upgrade: websocket\r\nConnection: Upgrade\r\nX-Forwarded-For: "...)
-	out = append(out, xff...)
-	out = append(out, "\r\nX-Forwarded-Proto: "...)
-	out = append(out, proto...)
-	out = append(out, "\r\nX-Real-IP: "...)
-	out = rt.client.AppendTo(out)
-	out = append(out, "\r\nX-Request-ID: "...)
+	out = append(out, "Upgrade: websocket\r\nConnection: Upgrade\r\n"...)
+	out = forwardingFor(rt, h, u.tls != nil).appendTo(out)
+	out = append(out, "X-Request-ID: "...)
 	out = append(out, rt.requestID...)
 	return append(out, "\r\n\r\n"...)
 }
@@ -398,12 +376,4 @@ func connectionNames(listed []string, name []byte) bool {
 		}
 	}
 	return false
-}
-
-func joinComma(vs []string) string {
-	out := vs[0]
-	for _, v := range vs[1:] {
-		out += ", " + v
-	}
-	return out
 }
