@@ -57,6 +57,34 @@ type Config struct {
 	MaxConnectionsPerIP int      // live WebSockets per client IP; beyond, 429; zero means no limit
 	AllowedOrigins      []string // Origin values accepted on upgrade (403 otherwise); empty means any
 
+	// MaxConnectionAge closes a connection older than its own limit, this
+	// times 1±MaxConnectionAgeJitter (drawn once per connection), with 1012
+	// at MigrateRate, so that clients that connected together reconnect
+	// apart and spread onto new capacity. Zero means never.
+	MaxConnectionAge       time.Duration
+	MaxConnectionAgeJitter float64
+	// IdleTimeout closes a connection with 1001 once no data frame went
+	// either way for this long; pings and pongs do not count. Zero means
+	// never.
+	IdleTimeout time.Duration
+
+	// ClientMessagesPerSecond limits the messages a client sends on one
+	// connection (a token bucket holding ClientMessageBurst, zero meaning
+	// one second's worth), ClientBytesPerSecond their bytes. A client over
+	// a limit is slowed first: the proxy stops reading it, and TCP pushes
+	// back; one over it for RateLimitGrace (zero means 10s) is closed with
+	// 1008. Backend to client traffic is never limited. Zero means no limit.
+	ClientMessagesPerSecond int
+	ClientMessageBurst      int
+	ClientBytesPerSecond    int64
+	RateLimitGrace          time.Duration
+	// HandshakesPerSecondPerIP limits the new WebSockets one client
+	// address opens (a token bucket holding HandshakeBurstPerIP, zero
+	// meaning one second's worth); beyond, 429 with Retry-After. Zero
+	// means no limit.
+	HandshakesPerSecondPerIP int
+	HandshakeBurstPerIP      int
+
 	// UpstreamTLS, when set, makes the proxy speak TLS to backends.
 	UpstreamTLS *tls.Config
 }
@@ -85,6 +113,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxHeaderBytes <= 0 {
 		c.MaxHeaderBytes = 16 << 10
+	}
+	if c.RateLimitGrace <= 0 {
+		c.RateLimitGrace = 10 * time.Second
+	}
+	if c.ClientMessagesPerSecond > 0 && c.ClientMessageBurst <= 0 {
+		c.ClientMessageBurst = c.ClientMessagesPerSecond
+	}
+	if c.HandshakesPerSecondPerIP > 0 && c.HandshakeBurstPerIP <= 0 {
+		c.HandshakeBurstPerIP = c.HandshakesPerSecondPerIP
 	}
 	return c
 }

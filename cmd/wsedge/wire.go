@@ -53,6 +53,16 @@ func proxyConfig(f *config.File) (proxy.Config, error) {
 		MaxConnections:      f.Limits.MaxConnections,
 		MaxConnectionsPerIP: f.Limits.MaxConnectionsPerIP,
 		AllowedOrigins:      f.WebSocket.AllowedOrigins,
+
+		MaxConnectionAge:         f.WebSocket.MaxConnectionAge,
+		MaxConnectionAgeJitter:   f.WebSocket.MaxConnectionAgeJitter,
+		IdleTimeout:              f.WebSocket.IdleTimeout,
+		ClientMessagesPerSecond:  f.Limits.ClientMessagesPerSecond,
+		ClientMessageBurst:       f.Limits.ClientMessageBurst,
+		ClientBytesPerSecond:     f.Limits.ClientBytesPerSecond,
+		RateLimitGrace:           f.Limits.RateLimitGrace,
+		HandshakesPerSecondPerIP: f.Limits.HandshakesPerSecondPerIP,
+		HandshakeBurstPerIP:      f.Limits.HandshakeBurstPerIP,
 	}
 	switch f.Affinity.Key {
 	case "cookie":

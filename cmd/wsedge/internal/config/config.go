@@ -180,6 +180,20 @@ type WebSocket struct {
 	// AllowedOrigins lists the Origin values accepted on upgrade, such as
 	// "https://example.com" (allowed_origins). Default none: any origin.
 	AllowedOrigins []string
+	// MaxConnectionAge closes a connection older than this, give or take
+	// MaxConnectionAgeJitter, with 1012 so that its client reconnects and
+	// clients spread onto new capacity (max_connection_age). Default 0:
+	// connections live as long as their peers want.
+	MaxConnectionAge time.Duration
+	// MaxConnectionAgeJitter spreads each connection's age limit over
+	// MaxConnectionAge times 1±MaxConnectionAgeJitter, so clients that
+	// connected at once do not reconnect at once
+	// (max_connection_age_jitter), 0 to 0.5. Default 0.1.
+	MaxConnectionAgeJitter float64
+	// IdleTimeout closes a connection with 1001 when no data frame went
+	// either way for this long; pings and pongs do not count (idle_timeout).
+	// Default 0: off.
+	IdleTimeout time.Duration
 }
 
 // Rebalance is the [rebalance] table: what happens to live connections when
@@ -208,6 +222,28 @@ type Limits struct {
 	// MaxHeaderBytes is the largest request head accepted; larger ones get
 	// 431 (max_header_bytes). Default 16384 (16KiB).
 	MaxHeaderBytes int64
+	// ClientMessagesPerSecond is the rate of messages a client may send
+	// on one connection, and ClientMessageBurst how many it may send at
+	// once above it (client_messages_per_second, client_message_burst). A
+	// client over it is first slowed (the proxy stops reading it); one
+	// over it for RateLimitGrace is closed with 1008. Default 0: no limit;
+	// a zero burst is one second's worth.
+	ClientMessagesPerSecond int
+	ClientMessageBurst      int
+	// ClientBytesPerSecond is the same for message bytes
+	// (client_bytes_per_second), its burst one second's worth. Default 0:
+	// no limit.
+	ClientBytesPerSecond int64
+	// RateLimitGrace is how long a client may stay over its limits,
+	// slowed, before it is closed (rate_limit_grace). Default 10s.
+	RateLimitGrace time.Duration
+	// HandshakesPerSecondPerIP is the rate of new WebSockets one client
+	// address may open, HandshakeBurstPerIP how many at once above it
+	// (handshakes_per_second_per_ip, handshake_burst_per_ip); beyond, 429
+	// with Retry-After. Default 0: no limit; a zero burst is one second's
+	// worth.
+	HandshakesPerSecondPerIP int
+	HandshakeBurstPerIP      int
 }
 
 // Tuning is the [tuning] table: how the proxy uses the machine.
@@ -254,13 +290,15 @@ func Default() *File {
 			PongTimeout:      10 * time.Second,
 			WriteTimeout:     10 * time.Second,
 			MaxMessageBytes:  1 << 20,
+
+			MaxConnectionAgeJitter: 0.1,
 		},
 		Rebalance: Rebalance{
 			OnRemove:    "close",
 			OnAdd:       "keep",
 			MigrateRate: 200,
 		},
-		Limits: Limits{MaxHeaderBytes: 16 << 10},
+		Limits: Limits{MaxHeaderBytes: 16 << 10, RateLimitGrace: 10 * time.Second},
 		Tuning: Tuning{IOUring: "auto"},
 	}
 }

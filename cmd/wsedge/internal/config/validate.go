@@ -221,6 +221,11 @@ func (v *validator) websocket(f *File) {
 	if w.MaxMessageBytes < 125 && v.ok("websocket.max_message_bytes") {
 		v.addf("websocket.max_message_bytes", "%d too small (want at least 125, the largest control frame)", w.MaxMessageBytes)
 	}
+	v.notNegative("websocket.max_connection_age", w.MaxConnectionAge)
+	if j := w.MaxConnectionAgeJitter; !(j >= 0 && j <= 0.5) && v.ok("websocket.max_connection_age_jitter") {
+		v.addf("websocket.max_connection_age_jitter", "%v out of range (want 0 to 0.5, e.g. 0.1 for ±10%%)", j)
+	}
+	v.notNegative("websocket.idle_timeout", w.IdleTimeout)
 	for i, o := range w.AllowedOrigins {
 		if err := checkOrigin(o); err != nil {
 			v.addf(indexKey("websocket.allowed_origins", i), "%v", err)
@@ -242,6 +247,14 @@ func (v *validator) limits(f *File) {
 	if f.Limits.MaxHeaderBytes < 1024 && v.ok("limits.max_header_bytes") {
 		v.addf("limits.max_header_bytes", "%d too small (want at least 1024)", f.Limits.MaxHeaderBytes)
 	}
+	v.atLeast("limits.client_messages_per_second", f.Limits.ClientMessagesPerSecond, 0)
+	v.atLeast("limits.client_message_burst", f.Limits.ClientMessageBurst, 0)
+	if f.Limits.ClientBytesPerSecond < 0 && v.ok("limits.client_bytes_per_second") {
+		v.addf("limits.client_bytes_per_second", "%d out of range (want at least 0)", f.Limits.ClientBytesPerSecond)
+	}
+	v.positive("limits.rate_limit_grace", f.Limits.RateLimitGrace)
+	v.atLeast("limits.handshakes_per_second_per_ip", f.Limits.HandshakesPerSecondPerIP, 0)
+	v.atLeast("limits.handshake_burst_per_ip", f.Limits.HandshakeBurstPerIP, 0)
 }
 
 func (v *validator) tuning(f *File) {
