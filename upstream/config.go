@@ -39,7 +39,11 @@ const (
 type Config struct {
 	// Static lists the [[upstream]] backends. Weights below 1 count as 1
 	// and above 1000 as 1000; an address listed twice counts once.
-	Static    []Backend
+	Static []Backend
+	// DNS lists the [[upstream]] entries whose backends come from DNS. A
+	// name listed twice counts once. Only a Set from New, while Run runs,
+	// looks them up.
+	DNS       []DNSName
 	Health    HealthConfig
 	Discovery DiscoveryConfig
 	// UpstreamTLS, when set, makes health checks speak TLS to backends

@@ -120,7 +120,7 @@ func (s *Set) syncPeersLocked() {
 			continue
 		}
 		m.node, m.nodeWeight, m.nodeState = "", 0, ""
-		if !m.static {
+		if !m.static && m.dnsWeight == 0 {
 			delete(s.members, addr)
 		}
 	}

@@ -19,6 +19,18 @@
 // proxy routes at once and a backend added to the config takes traffic on
 // reload; backends found by gossip must rise first.
 //
+// # DNS
+//
+// An [[upstream]] entry may name a host to resolve or SRV records
+// (DNSName): every address is a backend, and Run looks the name up again
+// every interval, sooner when the records' TTL runs out first. Addresses
+// that appear join as gossiped backends do, through rise checks, and
+// addresses that disappear leave. The first answer for a name stands for
+// the config's list and is trusted as static backends are. A lookup that
+// fails keeps what the name last gave, so a DNS outage never empties the
+// ring; an answer with no records at all is believed only when the next
+// lookup agrees. DNSErrors counts the failed lookups.
+//
 // # Gossip
 //
 // With discovery on, the Set runs a hashicorp/memberlist node. Proxies and

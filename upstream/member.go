@@ -7,6 +7,9 @@ type member struct {
 	addr         string
 	static       bool // listed in the config
 	staticWeight int
+	// dnsWeight is the weight a DNS name of the config gives the address;
+	// 0 when none does.
+	dnsWeight int
 
 	// node is the gossip node advertising this address, "" when none does;
 	// nodeWeight and nodeState are what its metadata says.
@@ -37,9 +40,12 @@ func (m *member) view() Member {
 	if m.drained {
 		v.State = StateDraining
 	}
-	if m.static {
+	switch {
+	case m.static:
 		v.Source, v.Weight = SourceStatic, m.staticWeight
-	} else {
+	case m.dnsWeight > 0:
+		v.Source, v.Weight = SourceDNS, m.dnsWeight
+	default:
 		v.Source, v.Weight = SourceGossip, m.nodeWeight
 	}
 	v.Weight = max(v.Weight, 1)
@@ -54,7 +60,8 @@ func (m *member) probed() bool {
 
 // setStaticLocked makes backends the static members. New addresses start
 // with the health fresh returns; addresses that stay keep theirs; static
-// members no gossip node advertises go away. s.mu must be held.
+// members that neither a DNS name nor a gossip node gives go away. s.mu
+// must be held.
 func (s *Set) setStaticLocked(backends []Backend, fresh func() health) {
 	listed := make(map[string]bool, len(backends))
 	for _, b := range normalize(backends) {
@@ -71,7 +78,7 @@ func (s *Set) setStaticLocked(backends []Backend, fresh func() health) {
 			continue
 		}
 		m.static = false
-		if m.node == "" {
+		if m.node == "" && m.dnsWeight == 0 {
 			delete(s.members, addr)
 		}
 	}

@@ -22,7 +22,8 @@ import (
 // checks start at once, so one that is down leaves the ring after fall
 // checks (or fall failed dials) instead. Backends advertised by gossip
 // come and go without anyone vouching for them: they must pass rise checks
-// first.
+// first. So must the addresses of a DNS name, except those of its first
+// answer, which stand for the config's list (see applyDNS).
 //
 // New reads the gossip key file but does not bind: Run does, so that
 // nothing runs until something owns it. It refuses gossip reachable beyond
@@ -50,6 +51,7 @@ func New(cfg Config, log *zap.Logger) (*Set, error) {
 	s.gen = 1
 	s.checker = newChecker(cfg.Health.Type, cfg.Health.Path, cfg.UpstreamTLS)
 	s.setStaticLocked(cfg.Static, trusted) // nobody else has s yet
+	s.setDNSNamesLocked(cfg.DNS)
 	s.cur.Store(s.buildLocked())
 	return s, nil
 }
@@ -69,15 +71,19 @@ func (c Config) withDefaults() (Config, error) {
 		}
 	}
 	c.Static = normalize(c.Static)
+	if c.DNS, err = normalizeDNS(c.DNS); err != nil {
+		return c, err
+	}
 	return c, nil
 }
 
-// Run checks the backends' health and, with discovery on, runs this
-// proxy's gossip node, until ctx ends. It returns an error at once if the
-// gossip node cannot start (its address is taken, say); joining the seeds
-// is retried in the background, since they may start later. On return
-// every check has stopped and the node has left the cluster, telling the
-// others at once rather than letting them find it dead.
+// Run checks the backends' health, looks up the DNS names of the config
+// and, with discovery on, runs this proxy's gossip node, until ctx ends.
+// It returns an error at once if the gossip node cannot start (its
+// address is taken, say); joining the seeds is retried in the background,
+// since they may start later. On return every check and lookup has
+// stopped and the node has left the cluster, telling the others at once
+// rather than letting them find it dead.
 //
 // Run runs once at a time; a second concurrent call returns ErrRunning. On
 // a Set from NewSet it has nothing to do and returns when ctx ends.
@@ -121,8 +127,10 @@ func (s *Set) Run(ctx context.Context) error {
 	prune := time.NewTicker(deadRetention / 4)
 	defer prune.Stop()
 	probers := make(map[string]prober)
+	watchers := make(map[string]watcher)
 	for {
 		s.syncProbers(ctx, &wg, probers)
+		s.syncWatchers(ctx, &wg, watchers)
 		select {
 		case <-ctx.Done():
 			return nil
@@ -181,12 +189,15 @@ func (s *Set) syncProbers(ctx context.Context, wg *sync.WaitGroup, probers map[s
 // settings take effect without losing what the Set knows. Backends that
 // stay keep their health and their runs of passes and failures; new static
 // backends are trusted, as in New; removed ones leave the ring at once
-// (unless gossip advertises them). New thresholds apply from the next
-// check. Discovery settings apply only when the process restarts: a
-// change is logged and otherwise ignored. Update returns an error, and
-// changes nothing, when cfg is invalid.
+// (unless gossip advertises them). DNS names that stay keep what they
+// resolved to, with their new weight and interval; new ones are looked up
+// at once; the backends of removed ones leave the ring at once. New
+// thresholds apply from the next check. Discovery settings apply only
+// when the process restarts: a change is logged and otherwise ignored.
+// Update returns an error, and changes nothing, when cfg is invalid.
 //
-// On a Set from NewSet, Update replaces the static list, all healthy.
+// On a Set from NewSet, Update replaces the static list, all healthy, and
+// ignores DNS names.
 func (s *Set) Update(cfg Config) error {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -209,6 +220,7 @@ func (s *Set) Update(cfg Config) error {
 	}
 	s.cfg = cfg
 	s.setStaticLocked(cfg.Static, trusted)
+	s.setDNSNamesLocked(cfg.DNS)
 	old, cur := s.commitLocked()
 	s.mu.Unlock()
 	s.announce(old, cur)

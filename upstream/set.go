@@ -42,6 +42,7 @@ const (
 // Sources of a Member.
 const (
 	SourceStatic = "static" // listed in the config; wins when gossip advertises it too
+	SourceDNS    = "dns"    // a record of a DNS name listed in the config; wins over gossip
 	SourceGossip = "gossip" // advertised by a gossip node, usually a `wsedge agent`
 )
 
@@ -50,7 +51,7 @@ type Member struct {
 	Addr      string
 	Weight    int
 	State     State
-	Source    string // SourceStatic or SourceGossip
+	Source    string // SourceStatic, SourceDNS or SourceGossip
 	Node      string // gossip node advertising it; "" when none does
 	LastError string // the latest failure since it last entered the ring
 }
@@ -63,9 +64,9 @@ type Snapshot struct {
 	// Members lists every known backend with its state, sorted by Addr;
 	// those in Backends are healthy. The proxy reads it to tell a backend
 	// that left alive (draining, removed, checked out) from a dead one. A
-	// backend removed from the config, or whose node left the gossip
-	// cluster after draining, is no longer listed; a dead one stays listed
-	// for a minute.
+	// backend removed from the config, whose DNS record is gone, or whose
+	// node left the gossip cluster after draining, is no longer listed; a
+	// dead one stays listed for a minute.
 	Members []Member
 }
 
@@ -75,8 +76,8 @@ type Snapshot struct {
 //
 // A Set from NewSet is static: it changes only through Replace or Update.
 // A Set from New also checks health, takes reports of failures from the
-// proxy and, with discovery on, folds in gossip members, all while Run
-// runs.
+// proxy, follows the DNS names of its config and, with discovery on, folds
+// in gossip members, all while Run runs.
 type Set struct {
 	cur     atomic.Pointer[Snapshot] // readers Load it without waiting on mu
 	changed chan struct{}            // one slot: pending signals coalesce
@@ -101,6 +102,7 @@ type Set struct {
 	peers   map[string]*peer // gossip nodes by name
 	gen     uint64           // bumped when health settings change; stale probers' results are dropped
 	checker *checker
+	dns     dnsNames // DNS names and what they resolved to
 }
 
 // NewSet returns a static Set holding backends, all healthy: it checks no
@@ -121,6 +123,7 @@ func newSet(log *zap.Logger) *Set {
 		peers:   make(map[string]*peer),
 		log:     log,
 		wake:    make(chan struct{}, 1),
+		dns:     newDNSNames(),
 	}
 }
 

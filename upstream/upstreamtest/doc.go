@@ -16,6 +16,9 @@
 // message counts) so a test can assert what reached it through the proxy.
 // All methods are safe for concurrent use.
 //
+// A DNS is a DNS server on loopback whose records (A, AAAA, SRV) a test
+// changes as it runs, and which can fail on cue: SERVFAIL, silence, gone.
+//
 //	func TestSticky(t *testing.T) {
 //		b := upstreamtest.Start(t, upstreamtest.WithName("b1"))
 //		// put b.Addr behind the proxy, dial the proxy, send "whoami",
