@@ -139,6 +139,7 @@ func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemo
 	}, []string{"result"})
 	metrics.MustRegister(d.reloads)
 	metrics.MustRegister(newGossipRejections(d.set))
+	metrics.MustRegister(newDNSErrors(d.set))
 	// Loops and io_uring are the process's: a reload does not change them.
 	opts := []proxy.Option{proxy.WithLogger(log), proxy.WithMetrics(metrics), proxy.WithLoops(loops)}
 	if f.Tuning.IOUring == "off" {

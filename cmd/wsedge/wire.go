@@ -101,6 +101,7 @@ func upstreamTLS(u config.UpstreamTLS) (*tls.Config, error) {
 func upstreamConfig(f *config.File, pc proxy.Config) upstream.Config {
 	return upstream.Config{
 		Static: staticBackends(f),
+		DNS:    dnsNames(f),
 		Health: upstream.HealthConfig{Type: f.Health.Type, Path: f.Health.Path, Interval: f.Health.Interval,
 			Timeout: f.Health.Timeout, Rise: f.Health.Rise, Fall: f.Health.Fall},
 		Discovery: upstream.DiscoveryConfig{Bind: f.Discovery.Bind, Name: f.Discovery.Name, Join: f.Discovery.Join,
@@ -110,14 +111,32 @@ func upstreamConfig(f *config.File, pc proxy.Config) upstream.Config {
 	}
 }
 
-// staticBackends lists the [[upstream]] entries.
+// staticBackends lists the [[upstream]] entries that name one backend, by
+// its address.
 func staticBackends(f *config.File) []upstream.Backend {
-	out := make([]upstream.Backend, len(f.Upstreams))
-	for i, u := range f.Upstreams {
-		out[i] = upstream.Backend{Addr: u.Address, Weight: u.Weight}
+	var out []upstream.Backend
+	for _, u := range f.Upstreams {
+		if !fromDNS(u) {
+			out = append(out, upstream.Backend{Addr: u.Address, Weight: u.Weight})
+		}
 	}
 	return out
 }
+
+// dnsNames lists the [[upstream]] entries whose backends come from DNS.
+func dnsNames(f *config.File) []upstream.DNSName {
+	var out []upstream.DNSName
+	for _, u := range f.Upstreams {
+		if fromDNS(u) {
+			out = append(out, upstream.DNSName{Addr: u.Address, SRV: u.SRV, Weight: u.Weight,
+				Interval: u.Resolve, Resolver: u.Resolver})
+		}
+	}
+	return out
+}
+
+// fromDNS reports whether an [[upstream]] entry's backends come from DNS.
+func fromDNS(u config.Upstream) bool { return u.SRV != "" || u.Resolve > 0 }
 
 // newLogger builds the process logger at the file's level and format. The
 // level can be changed later through the returned AtomicLevel.

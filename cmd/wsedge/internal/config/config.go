@@ -41,10 +41,10 @@ type File struct {
 	UpstreamTLS UpstreamTLS
 	Affinity    Affinity
 	Ring        Ring
-	// Upstreams are the static backends ([[upstream]]). Default() lists one,
-	// 127.0.0.1:9001, so the binary runs without a file on one machine; a
-	// file without [[upstream]] has none, because its backends may come from
-	// discovery.
+	// Upstreams are the [[upstream]] entries: static backends and DNS
+	// names. Default() lists one, 127.0.0.1:9001, so the binary runs
+	// without a file on one machine; a file without [[upstream]] has none,
+	// because its backends may come from discovery.
 	Upstreams []Upstream
 	Health    Health
 	Discovery Discovery
@@ -107,10 +107,27 @@ type Ring struct {
 	LoadFactor float64
 }
 
-// Upstream is one [[upstream]] entry: a static backend.
+// Upstream is one [[upstream]] entry: a static backend, or the backends a
+// DNS name gives.
 type Upstream struct {
-	Address string // host:port (address), required
-	Weight  int    // share of the ring, 1..1000 (weight). Default 1.
+	// Address is host:port (address); it or SRV is required. Without
+	// Resolve the proxy dials it as written: one backend, whatever the
+	// name resolves to.
+	Address string
+	// Weight is the share of the ring, 1..1000 (weight), of every backend
+	// of the entry. Default 1. Not with SRV, whose records carry weights.
+	Weight int
+	// Resolve makes every A and AAAA record of Address's host a backend,
+	// looked up again this often and no later than the records' TTL
+	// (resolve); at least 100ms. Default 0: off for Address, 5s for SRV.
+	Resolve time.Duration
+	// SRV names SRV records whose targets are the backends, on the
+	// records' ports and with their weights (srv), instead of Address.
+	// Default "".
+	SRV string
+	// Resolver is the DNS server asked for Address or SRV, ip:port
+	// (resolver). Default "": the nameservers of /etc/resolv.conf.
+	Resolver string
 }
 
 // Health is the [health] table: active health checks.

@@ -42,7 +42,7 @@ func TestParseGood(t *testing.T) {
 	// Every line of the dump must differ from the defaults: a key that
 	// decodes into the wrong field, or nowhere, leaves one unchanged.
 	def := Default()
-	def.Path = f.Path
+	def.Path, def.Upstreams = f.Path, nil
 	defLines := make(map[string]bool)
 	for _, l := range strings.Split(dump(def), "\n") {
 		defLines[l] = true
@@ -50,6 +50,34 @@ func TestParseGood(t *testing.T) {
 	for _, l := range strings.Split(dump(f), "\n") {
 		if l != "" && defLines[l] && !strings.HasPrefix(l, "Path ") {
 			t.Errorf("good.toml leaves %s at its default", l)
+		}
+	}
+	// An [[upstream]] entry cannot set every key (address and srv exclude
+	// each other), so each field must differ from a fresh entry's in some
+	// entry.
+	var fresh File
+	for _, fd := range schema(&fresh) {
+		if fd.kind == kindTableArray {
+			fd.add()
+		}
+	}
+	freshLines := make(map[string]bool)
+	for _, l := range strings.Split(dump(&File{Upstreams: fresh.Upstreams}), "\n") {
+		if rest, ok := strings.CutPrefix(l, "Upstreams[0]."); ok {
+			freshLines[rest] = true
+		}
+	}
+	set := make(map[string]bool) // field name → set by some entry
+	for _, l := range strings.Split(dump(f), "\n") {
+		if !strings.HasPrefix(l, "Upstreams[") {
+			continue
+		}
+		_, rest, _ := strings.Cut(l, "].")
+		set[strings.Fields(rest)[0]] = set[strings.Fields(rest)[0]] || !freshLines[rest]
+	}
+	for field, ok := range set {
+		if !ok {
+			t.Errorf("no [[upstream]] of good.toml sets %s", field)
 		}
 	}
 }
@@ -237,12 +265,70 @@ func TestParseProblems(t *testing.T) {
 		{
 			name: "upstream without address",
 			give: "[[upstream]]\nweight = 2\n",
-			want: []string{`p.toml:1: upstream[0].address: missing (want host:port, e.g. "127.0.0.1:9001")`},
+			want: []string{`p.toml:1: upstream[0].address: missing (want host:port, e.g. "127.0.0.1:9001", or srv)`},
 		},
 		{
 			name: "duplicate upstream",
 			give: "[[upstream]]\naddress = \"127.0.0.1:9001\"\n",
 			want: []string{`p.toml:5: upstream[1].address: duplicate of upstream[0].address "127.0.0.1:9001"`},
+		},
+		{
+			name: "address resolved",
+			give: "[[upstream]]\naddress = \"chat-app.default.svc.cluster.local:8080\"\nresolve = \"5s\"\nresolver = \"10.96.0.10:53\"\n",
+		},
+		{
+			name: "srv",
+			give: "[[upstream]]\nsrv = \"_ws._tcp.chat.default.svc.cluster.local\"\nresolver = \"[fd00::10]:53\"\n",
+		},
+		{
+			name: "srv and address",
+			give: "[[upstream]]\naddress = \"chat:8080\"\nsrv = \"_ws._tcp.chat\"\n",
+			want: []string{`p.toml:3: upstream[0].srv: set along with address "chat:8080": an entry names its backends by address or by srv, not both`},
+		},
+		{
+			name: "srv not a name",
+			give: "[[upstream]]\nsrv = \"_ws._tcp.chat:8080\"\n",
+			want: []string{`p.toml:2: upstream[0].srv: invalid SRV name "_ws._tcp.chat:8080" (want a DNS name, e.g. "_ws._tcp.chat.default.svc.cluster.local")`},
+		},
+		{
+			name: "srv with a weight",
+			give: "[[upstream]]\nsrv = \"_ws._tcp.chat\"\nweight = 1\n",
+			want: []string{`p.toml:3: upstream[0].weight: set along with srv: the SRV records give the weights`},
+		},
+		{
+			name: "duplicate srv",
+			give: "[[upstream]]\nsrv = \"_ws._tcp.chat\"\n[[upstream]]\nsrv = \"_WS._tcp.chat.\"\n",
+			want: []string{`p.toml:4: upstream[1].srv: duplicate of upstream[0].srv "_ws._tcp.chat"`},
+		},
+		{
+			name: "resolve an IP address",
+			give: "[[upstream]]\naddress = \"10.0.0.1:8080\"\nresolve = \"5s\"\n",
+			want: []string{`p.toml:3: upstream[0].resolve: set, but address "10.0.0.1:8080" is an IP address: there is nothing to resolve`},
+		},
+		{
+			name: "resolve too often",
+			give: "[[upstream]]\naddress = \"chat:8080\"\nresolve = \"10ms\"\n",
+			want: []string{`p.toml:3: upstream[0].resolve: 10ms out of range (want 0 or at least 100ms)`},
+		},
+		{
+			name: "resolve without unit",
+			give: "[[upstream]]\naddress = \"chat:8080\"\nresolve = 5\n",
+			want: []string{`p.toml:3: upstream[0].resolve: want a duration string such as "20s", got an integer (5)`},
+		},
+		{
+			name: "resolver by name",
+			give: "[[upstream]]\naddress = \"chat:8080\"\nresolve = \"5s\"\nresolver = \"kube-dns:53\"\n",
+			want: []string{`p.toml:4: upstream[0].resolver: invalid resolver "kube-dns:53" (want the ip:port of a DNS server, e.g. "10.96.0.10:53")`},
+		},
+		{
+			name: "resolver without port",
+			give: "[[upstream]]\nsrv = \"_ws._tcp.chat\"\nresolver = \"10.96.0.10\"\n",
+			want: []string{`p.toml:3: upstream[0].resolver: invalid resolver "10.96.0.10" (want the ip:port of a DNS server, e.g. "10.96.0.10:53")`},
+		},
+		{
+			name: "resolver for an address not resolved",
+			give: "[[upstream]]\naddress = \"chat:8080\"\nresolver = \"10.96.0.10:53\"\n",
+			want: []string{`p.toml:3: upstream[0].resolver: set, but address is dialed as written: set resolve to look it up`},
 		},
 		{
 			name: "weight zero",
@@ -575,7 +661,8 @@ func TestExampleMatchesDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	wantUpstreams := []Upstream{{"127.0.0.1:9001", 1}, {"127.0.0.1:9002", 1}, {"127.0.0.1:9003", 1}}
+	wantUpstreams := []Upstream{{Address: "127.0.0.1:9001", Weight: 1}, {Address: "127.0.0.1:9002", Weight: 1},
+		{Address: "127.0.0.1:9003", Weight: 1}}
 	if !reflect.DeepEqual(got.Upstreams, wantUpstreams) {
 		t.Errorf("example upstreams = %v, want %v", got.Upstreams, wantUpstreams)
 	}
@@ -593,7 +680,7 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	}
 	// Optional sections are commented out in the example; uncommented,
 	// they must make a valid file too.
-	uncommented := regexp.MustCompile(`(?m)^# (\[[a-z_]+\]|[a-z_]+ = .*)$`).ReplaceAll(data, []byte("$1"))
+	uncommented := regexp.MustCompile(`(?m)^# (\[\[?[a-z_]+\]\]?|[a-z_]+ = .*)$`).ReplaceAll(data, []byte("$1"))
 	if _, err := Parse("proxy.toml.example (uncommented)", uncommented); err != nil {
 		t.Fatalf("uncommented example: %v", err)
 	}
@@ -601,8 +688,15 @@ func TestExampleDocumentsEveryKey(t *testing.T) {
 	if err := d.walk(); err != nil {
 		t.Fatal(err)
 	}
+	// A key of [[upstream]] may be documented in any entry: the ones that
+	// name DNS backends are examples of their own.
+	element := regexp.MustCompile(`\[[0-9]+\]\.`)
+	documented := make(map[string]bool)
+	for key := range d.lines {
+		documented[element.ReplaceAllString(key, "[0].")] = true
+	}
 	for _, key := range leafKeys(schema(Default()), "") {
-		if _, ok := d.lines[key]; !ok {
+		if !documented[element.ReplaceAllString(key, "[0].")] {
 			t.Errorf("proxy.toml.example does not document %s", key)
 		}
 	}

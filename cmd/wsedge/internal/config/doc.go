@@ -36,7 +36,10 @@
 //
 // Keys a file leaves out keep their [Default] value, except [[upstream]]: a
 // file that lists no upstream has none, since its backends may come from
-// discovery, and a file with neither is refused.
+// discovery, and a file with neither is refused. An [[upstream]] names one
+// backend by address, or backends from DNS: every A/AAAA record of
+// address's host when resolve is set, or the targets of srv; resolver then
+// names the DNS server.
 //
 // proxy.toml.example at the root of the module documents every key with its
 // default; the tests keep it complete and in step with [Default].

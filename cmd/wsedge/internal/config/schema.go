@@ -79,6 +79,9 @@ func schema(f *File) []field {
 			return i, []field{
 				str("address", &u.Address),
 				integer("weight", &u.Weight),
+				duration("resolve", &u.Resolve),
+				str("srv", &u.SRV),
+				str("resolver", &u.Resolver),
 			}
 		}),
 		table("health",

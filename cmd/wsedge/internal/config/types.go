@@ -106,6 +106,17 @@ func checkHostPort(s string, listener bool) error {
 	return nil
 }
 
+// ipHost reports whether the host of a host:port address is an IP
+// address.
+func ipHost(hostport string) bool {
+	host, _, err := net.SplitHostPort(hostport)
+	if err != nil {
+		return false
+	}
+	_, err = netip.ParseAddr(host)
+	return err == nil
+}
+
 // loopbackHost reports whether the host of a host:port address is a
 // loopback address or "localhost": reachable from this host alone. An
 // empty host, every address, is not.

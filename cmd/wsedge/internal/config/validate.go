@@ -1,6 +1,7 @@
 package config
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"strings"
@@ -153,21 +154,71 @@ func (v *validator) upstreams(f *File) {
 	for i, u := range f.Upstreams {
 		key := indexKey("upstream", i)
 		switch {
-		case u.Address == "" && v.ok(key+".address"):
-			v.addf(key+".address", "missing (want host:port, e.g. \"127.0.0.1:9001\")")
+		case u.Address != "" && u.SRV != "":
+			if v.ok(key+".address", key+".srv") {
+				v.addf(key+".srv", "set along with address %q: an entry names its backends by address or by srv, not both", u.Address)
+			}
+		case u.Address == "" && u.SRV == "" && v.ok(key+".address", key+".srv"):
+			v.addf(key+".address", "missing (want host:port, e.g. \"127.0.0.1:9001\", or srv)")
 		case u.Address != "":
 			v.hostPort(key+".address", u.Address, false)
 		}
+		if u.SRV != "" && !isHostname(u.SRV) && v.ok(key+".srv") {
+			v.addf(key+".srv", "invalid SRV name %q (want a DNS name, e.g. \"_ws._tcp.chat.default.svc.cluster.local\")", u.SRV)
+		}
 		v.between(key+".weight", u.Weight, 1, 1000)
+		if u.SRV != "" && v.given(key+".weight", u.Weight != 1) && v.ok(key+".weight") {
+			v.addf(key+".weight", "set along with srv: the SRV records give the weights")
+		}
+		v.resolve(key, u)
 		// Host names are case-insensitive, so "App1:9001" and "app1:9001"
 		// are one backend listed twice.
-		norm := strings.ToLower(u.Address)
-		if j, dup := first[norm]; dup && u.Address != "" {
-			v.addf(key+".address", "duplicate of upstream[%d].address %q", j, f.Upstreams[j].Address)
+		name, what := strings.ToLower(u.Address), "address"
+		if u.Address == "" && u.SRV != "" {
+			name, what = "srv "+strings.ToLower(strings.TrimSuffix(u.SRV, ".")), "srv"
+		}
+		if j, dup := first[name]; dup && name != "" {
+			v.addf(key+"."+what, "duplicate of upstream[%d].%s %q", j, what, cmp.Or(f.Upstreams[j].Address, f.Upstreams[j].SRV))
 		} else {
-			first[norm] = i
+			first[name] = i
 		}
 	}
+}
+
+// minResolve is the shortest resolve interval: a name looked up more often
+// would load the DNS server for nothing, since no fleet changes faster.
+const minResolve = 100 * time.Millisecond
+
+// resolve checks the keys that make an [[upstream]] entry a DNS name.
+func (v *validator) resolve(key string, u Upstream) {
+	switch r := u.Resolve; {
+	case r < 0 || r > 0 && r < minResolve:
+		if v.ok(key + ".resolve") {
+			v.addf(key+".resolve", "%v out of range (want 0 or at least %v)", r, minResolve)
+		}
+	case r > 0 && u.SRV == "" && ipHost(u.Address) && v.ok(key+".address", key+".resolve"):
+		v.addf(key+".resolve", "set, but address %q is an IP address: there is nothing to resolve", u.Address)
+	}
+	if u.Resolver == "" || !v.ok(key+".resolver") {
+		return
+	}
+	if checkHostPort(u.Resolver, false) != nil || !ipHost(u.Resolver) {
+		v.addf(key+".resolver", "invalid resolver %q (want the ip:port of a DNS server, e.g. \"10.96.0.10:53\")", u.Resolver)
+		return
+	}
+	if u.Resolve == 0 && u.SRV == "" && v.ok(key+".resolve", key+".srv") {
+		v.addf(key+".resolver", "set, but address is dialed as written: set resolve to look it up")
+	}
+}
+
+// given reports whether the file sets key. For a File changed in code,
+// which has no lines, differs (from the default) says whether it was set.
+func (v *validator) given(key string, differs bool) bool {
+	if v.lines == nil {
+		return differs
+	}
+	_, ok := v.lines[key]
+	return ok
 }
 
 func (v *validator) health(f *File) {
