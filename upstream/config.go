@@ -41,8 +41,8 @@ type Config struct {
 	// and above 1000 as 1000; an address listed twice counts once.
 	Static []Backend
 	// DNS lists the [[upstream]] entries whose backends come from DNS. A
-	// name listed twice counts once. Only a Set from New, while Run runs,
-	// looks them up.
+	// name listed twice, even with other settings, counts once: the first.
+	// Only a Set from New, while Run runs, looks them up.
 	DNS       []DNSName
 	Health    HealthConfig
 	Discovery DiscoveryConfig

@@ -94,11 +94,12 @@ func (n DNSName) label() string {
 	return n.Addr
 }
 
-// key identifies n across reloads: what is looked up and where. Weight
-// and Interval may change under one key without forgetting what the name
-// resolved to.
+// key identifies n across reloads: what is looked up. Its weight,
+// interval and resolver may change under one key without forgetting what
+// the name resolved to, so that a reload that only points it at another
+// DNS server moves no client.
 func (n DNSName) key() string {
-	return strings.ToLower(n.label()) + "@" + n.Resolver
+	return strings.ToLower(strings.TrimSuffix(n.label(), "."))
 }
 
 // dnsNames is what a Set knows of its DNS names. Entries, errs and

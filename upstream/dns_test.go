@@ -358,6 +358,21 @@ func TestDNSUpdate(t *testing.T) {
 	}
 	waitSnap(t, s, 5*time.Second, "with the SRV target", ringIs("127.0.1.1:8080", "127.0.1.2:8080", "127.0.1.3:7000"))
 
+	// Pointed at another DNS server, a name keeps its backends until that
+	// server answers otherwise.
+	other := upstreamtest.StartDNS(t)
+	other.SetAddrs("chat.test", 30, "127.0.1.1", "127.0.1.2", "127.0.1.4")
+	d.Close()
+	chat.Resolver = other.Addr
+	cfg.DNS[0] = chat
+	if err := s.Update(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if !ringIs("127.0.1.1:8080", "127.0.1.2:8080", "127.0.1.3:7000")(s.Snapshot()) {
+		t.Errorf("after a new resolver: %v, want the backends the old one gave", s.Snapshot().Backends)
+	}
+	waitSnap(t, s, 5*time.Second, "following the new resolver", func(s *Snapshot) bool { return len(s.Members) == 4 })
+
 	cfg.DNS = cfg.DNS[1:]
 	if err := s.Update(cfg); err != nil {
 		t.Fatal(err)

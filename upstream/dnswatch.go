@@ -11,13 +11,15 @@ import (
 type watcher struct {
 	gen      uint64 // dnsEntry.watch when it started
 	interval time.Duration
+	resolver string
 	cancel   context.CancelFunc
 }
 
 // syncWatchers starts a watcher for every DNS name that has none, and
 // stops the watchers of names gone from the config. A name whose interval
-// changed gets a new watcher, which looks it up at once and then keeps the
-// new pace; what the name resolved to stays with the Set meanwhile.
+// or resolver changed gets a new watcher, which looks it up at once and
+// then keeps the new pace; what the name resolved to stays with the Set
+// meanwhile.
 func (s *Set) syncWatchers(ctx context.Context, wg *sync.WaitGroup, watchers map[string]watcher) {
 	type start struct {
 		key string
@@ -26,7 +28,7 @@ func (s *Set) syncWatchers(ctx context.Context, wg *sync.WaitGroup, watchers map
 	var starts []start
 	s.mu.Lock()
 	for key, w := range watchers {
-		if e := s.dns.entries[key]; e == nil || e.watch != w.gen || e.name.Interval != w.interval {
+		if e := s.dns.entries[key]; e == nil || e.watch != w.gen || e.name.Interval != w.interval || e.name.Resolver != w.resolver {
 			w.cancel()
 			delete(watchers, key)
 		}
@@ -37,7 +39,7 @@ func (s *Set) syncWatchers(ctx context.Context, wg *sync.WaitGroup, watchers map
 		}
 		s.dns.watches++
 		e.watch = s.dns.watches
-		starts = append(starts, start{key, watcher{gen: e.watch, interval: e.name.Interval}})
+		starts = append(starts, start{key, watcher{gen: e.watch, interval: e.name.Interval, resolver: e.name.Resolver}})
 	}
 	client := s.dns.client
 	s.mu.Unlock()
