@@ -10,6 +10,7 @@ import (
 	"unsafe"
 
 	"github.com/gobwas/ws"
+	"github.com/wsedge/wsedge/proxy/wsframe"
 	"golang.org/x/sys/unix"
 )
 
@@ -365,12 +366,12 @@ func (c *econn) frame(d *flow, now int64) {
 	if up {
 		f = &c.up
 	}
-	n, out, ev := f.step(d.input())
+	n, out, ev := f.Step(d.input())
 	d.inOff += int32(n)
 	switch ev {
-	case evForward:
-		d.out, d.outBoundary, d.outClose = out, f.atBoundary(), false
-	case evControl:
+	case wsframe.Forward:
+		d.out, d.outBoundary, d.outClose = out, f.AtBoundary(), false
+	case wsframe.Control:
 		var e ending
 		var closing, swallow bool
 		if up {
@@ -387,7 +388,7 @@ func (c *econn) frame(d *flow, now int64) {
 			d.srcDone, d.inOff = true, d.inEnd
 			c.finish(e, now)
 		}
-	case evViolation:
+	case wsframe.Invalid:
 		d.srcDone, d.inOff = true, d.inEnd
 		if up {
 			c.finish(c.upViolation(), now)
@@ -697,9 +698,9 @@ func (c *econn) flushed(d *flow, now int64) bool {
 // counts the frames it held.
 func (c *econn) release(d *flow) {
 	if d == &c.upf {
-		c.loop.stats.add(true, c.up.takeFrames(), 0)
+		c.loop.stats.add(true, c.up.TakeFrames(), 0)
 	} else {
-		c.loop.stats.add(false, c.down.takeFrames(), 0)
+		c.loop.stats.add(false, c.down.TakeFrames(), 0)
 	}
 	if d.buf != nil && d.inOff == d.inEnd && len(d.out) == 0 {
 		c.loop.putBuf(d.buf)

@@ -29,6 +29,7 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/wsedge/wsedge/affinity"
+	"github.com/wsedge/wsedge/proxy/wsframe"
 	"github.com/wsedge/wsedge/upstream"
 )
 
@@ -133,7 +134,7 @@ func (fs *fuzzServer) settle(tb testing.TB, upgraded int) {
 			continue
 		}
 		code, _ := e.ContextMap()["close_code"].(int64)
-		if c := ws.StatusCode(code); !validCloseCode(c) && c != ws.StatusNoStatusRcvd && c != ws.StatusAbnormalClosure {
+		if c := ws.StatusCode(code); !wsframe.ValidCloseCode(c) && c != ws.StatusNoStatusRcvd && c != ws.StatusAbnormalClosure {
 			tb.Fatalf("connection closed with code %d in the log: %v", code, e.ContextMap())
 		}
 	}

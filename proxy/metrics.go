@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/wsedge/wsedge/proxy/wsframe"
 	"github.com/wsedge/wsedge/upstream"
 )
 
@@ -119,7 +120,7 @@ func (m *metrics) ended(e *ending) {
 	case causeSlowConsumer:
 		m.slowConsumers.Inc()
 	}
-	if e.code == closeServiceRestart && e.rebalance != "" {
+	if e.code == wsframe.StatusServiceRestart && e.rebalance != "" {
 		m.rebalanceCloses.WithLabelValues(e.rebalance).Inc()
 	}
 }

@@ -102,6 +102,23 @@ func whoami(tb testing.TB, c *websocket.Conn) string {
 	return string(msg)
 }
 
+// frameBytes builds one frame as a peer would send it.
+func frameBytes(tb testing.TB, fin bool, rsv byte, op ws.OpCode, payload []byte, masked bool) []byte {
+	tb.Helper()
+	h := ws.Header{Fin: fin, Rsv: rsv >> 4, OpCode: op, Length: int64(len(payload)), Masked: masked}
+	p := append([]byte(nil), payload...)
+	if masked {
+		h.Mask = ws.NewMask()
+		ws.Cipher(p, h.Mask, 0)
+	}
+	var buf bytes.Buffer
+	if err := ws.WriteHeader(&buf, h); err != nil {
+		tb.Fatal(err)
+	}
+	buf.Write(p)
+	return buf.Bytes()
+}
+
 // closeCode reads until the connection ends and returns the close code the
 // client got; -1 when the connection ended without a close frame.
 // dialEach opens n connections one after the other, each relaying a

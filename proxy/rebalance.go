@@ -9,6 +9,7 @@ import (
 	"github.com/gobwas/ws"
 	"go.uber.org/zap"
 
+	"github.com/wsedge/wsedge/proxy/wsframe"
 	"github.com/wsedge/wsedge/upstream"
 )
 
@@ -133,7 +134,7 @@ func (s *Server) WatchMembers(ctx context.Context) {
 // rebalance reasons.
 func rebalanced(why string) ending {
 	return ending{cause: causeRebalanced, rebalance: why, linger: true,
-		clientCode: closeServiceRestart, clientReason: rebalanceReason(why), code: closeServiceRestart,
+		clientCode: wsframe.StatusServiceRestart, clientReason: rebalanceReason(why), code: wsframe.StatusServiceRestart,
 		backendCode: ws.StatusGoingAway, backendReason: "client moved to another backend"}
 }
 

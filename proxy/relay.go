@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/wsedge/wsedge/proxy/wsframe"
 	"go.uber.org/zap"
 )
 
@@ -52,8 +53,8 @@ type relayConn struct {
 	started int64  // unix nanoseconds
 	regIdx  int32  // position in the registry's list for the backend; guarded by the registry
 
-	up   framer // client to backend
-	down framer // backend to client
+	up   wsframe.Framer // client to backend
+	down wsframe.Framer // backend to client
 
 	bytesUp   atomic.Int64
 	bytesDown atomic.Int64
@@ -71,8 +72,8 @@ func (c *relayConn) init(s *Server, cfg *Config, rt route, extensions bool) {
 	}
 	c.srv, c.cfg, c.placement = s, cfg, rt.placement
 	c.started = time.Now().UnixNano()
-	c.up = makeFramer(true, extensions, cfg.MaxMessageBytes)
-	c.down = makeFramer(false, extensions, cfg.MaxMessageBytes)
+	c.up = wsframe.NewFramer(true, extensions, cfg.MaxMessageBytes)
+	c.down = wsframe.NewFramer(false, extensions, cfg.MaxMessageBytes)
 }
 
 // Causes of a connection's end, as logged and counted (wsedge_closes_total).
@@ -103,7 +104,11 @@ const (
 
 // ending is how a connection ends: what each peer is told and what is
 // logged. A zero code means the proxy sends that peer no close frame of its
-// own.
+// own. Besides RFC 6455's codes a client may be told 1012
+// (wsframe.StatusServiceRestart: its backend left, died or is draining, or
+// it is being moved; reconnecting lands on its new owner), 1013
+// (wsframe.StatusTryAgainLater: the proxy is over a limit) or 1014
+// (wsframe.StatusBadGateway: its backend sent something invalid).
 type ending struct {
 	cause         string
 	rebalance     string // why the proxy moved the client, for rebalance closes
@@ -124,8 +129,8 @@ type ending struct {
 // once passed on, anything else passes.
 func (c *relayConn) upControl(frame []byte, now int64) (swallow bool, e ending, closing bool) {
 	var buf [ws.MaxControlFramePayloadSize]byte
-	payload := controlPayload(frame, buf[:])
-	switch controlOp(frame) {
+	payload := wsframe.ControlPayload(frame, buf[:])
+	switch wsframe.ControlOp(frame) {
 	case ws.OpPong:
 		if bytes.HasPrefix(payload, heartbeatPrefix) {
 			c.lastPong.Store(now)
@@ -140,31 +145,31 @@ func (c *relayConn) upControl(frame []byte, now int64) (swallow bool, e ending, 
 // downControl decides about a whole control frame from the backend: a close
 // ends the connection once passed on, anything else passes.
 func (c *relayConn) downControl(frame []byte) (e ending, closing bool) {
-	if controlOp(frame) != ws.OpClose {
+	if wsframe.ControlOp(frame) != ws.OpClose {
 		return ending{}, false
 	}
 	var buf [ws.MaxControlFramePayloadSize]byte
-	return ending{cause: causeBackendClosed, peerClose: true, code: closeCodeOf(controlPayload(frame, buf[:]))}, true
+	return ending{cause: causeBackendClosed, peerClose: true, code: closeCodeOf(wsframe.ControlPayload(frame, buf[:]))}, true
 }
 
 func (c *relayConn) upViolation() ending {
-	v := c.up.broken
-	e := ending{cause: causeClientProtocol, err: errors.New(v.reason()), linger: true,
-		clientCode: v.code(), clientReason: v.reason(), code: v.code(),
+	v := c.up.Violation()
+	e := ending{cause: causeClientProtocol, err: errors.New(v.Reason()), linger: true,
+		clientCode: v.Code(), clientReason: v.Reason(), code: v.Code(),
 		backendCode: ws.StatusGoingAway, backendReason: "client broke the protocol"}
-	if v == vTooBig {
-		e.cause, e.backendCode, e.backendReason = causeTooBig, v.code(), v.reason()
+	if v == wsframe.TooBig {
+		e.cause, e.backendCode, e.backendReason = causeTooBig, v.Code(), v.Reason()
 	}
 	return e
 }
 
 func (c *relayConn) downViolation() ending {
-	v := c.down.broken
-	e := ending{cause: causeBackendProtocol, err: errors.New(v.reason()), linger: true,
-		clientCode: closeBadGateway, clientReason: "backend sent an invalid frame", code: closeBadGateway,
-		backendCode: v.code(), backendReason: v.reason()}
-	if v == vTooBig {
-		e.cause, e.clientCode, e.clientReason, e.code = causeTooBig, v.code(), v.reason(), v.code()
+	v := c.down.Violation()
+	e := ending{cause: causeBackendProtocol, err: errors.New(v.Reason()), linger: true,
+		clientCode: wsframe.StatusBadGateway, clientReason: "backend sent an invalid frame", code: wsframe.StatusBadGateway,
+		backendCode: v.Code(), backendReason: v.Reason()}
+	if v == wsframe.TooBig {
+		e.cause, e.clientCode, e.clientReason, e.code = causeTooBig, v.Code(), v.Reason(), v.Code()
 	}
 	return e
 }
@@ -176,7 +181,7 @@ func clientReadEnded(err error) ending {
 
 func backendReadEnded(err error) ending {
 	return ending{cause: causeBackendGone, err: ignoreEOF(err), linger: true,
-		clientCode: closeServiceRestart, clientReason: "backend went away", code: closeServiceRestart}
+		clientCode: wsframe.StatusServiceRestart, clientReason: "backend went away", code: wsframe.StatusServiceRestart}
 }
 
 func backendWriteEnded(err error) ending {
@@ -206,7 +211,7 @@ func goingAway() ending {
 // overLimit is how a connection beyond a lowered connection limit is shed.
 func overLimit() ending {
 	return ending{cause: causeOverLimit, linger: true,
-		clientCode: closeTryAgainLater, clientReason: "proxy over its connection limit", code: closeTryAgainLater,
+		clientCode: wsframe.StatusTryAgainLater, clientReason: "proxy over its connection limit", code: wsframe.StatusTryAgainLater,
 		backendCode: ws.StatusGoingAway, backendReason: "proxy over its connection limit"}
 }
 

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+	"github.com/wsedge/wsedge/proxy/wsframe"
 )
 
 // session drives a relayed WebSocket with a goroutine per direction and
@@ -134,7 +135,7 @@ func (s *session) pumpUp() ending {
 		s.lastRead.Store(now)
 		s.bytesUp.Add(int64(len(p)))
 		e, done := s.relayUp(p, now)
-		s.srv.stats.add(true, s.up.takeFrames(), uint64(len(p)))
+		s.srv.stats.add(true, s.up.TakeFrames(), uint64(len(p)))
 		s.srv.pool.put(buf)
 		if done {
 			return e
@@ -144,14 +145,14 @@ func (s *session) pumpUp() ending {
 
 func (s *session) relayUp(in []byte, now int64) (ending, bool) {
 	for len(in) > 0 {
-		n, out, ev := s.up.step(in)
+		n, out, ev := s.up.Step(in)
 		in = in[n:]
 		switch ev {
-		case evForward:
-			if err := s.toBackend.relay(out, s.up.atBoundary(), false); err != nil {
+		case wsframe.Forward:
+			if err := s.toBackend.relay(out, s.up.AtBoundary(), false); err != nil {
 				return backendWriteEnded(err), true
 			}
-		case evControl:
+		case wsframe.Control:
 			swallow, e, closing := s.upControl(out, now)
 			if swallow {
 				continue
@@ -162,7 +163,7 @@ func (s *session) relayUp(in []byte, now int64) (ending, bool) {
 			if closing {
 				return e, true
 			}
-		case evViolation:
+		case wsframe.Invalid:
 			return s.upViolation(), true
 		}
 	}
@@ -178,7 +179,7 @@ func (s *session) pumpDown() ending {
 		}
 		s.bytesDown.Add(int64(len(p)))
 		e, done := s.relayDown(p)
-		s.srv.stats.add(false, s.down.takeFrames(), uint64(len(p)))
+		s.srv.stats.add(false, s.down.TakeFrames(), uint64(len(p)))
 		s.srv.pool.put(buf)
 		if done {
 			return e
@@ -188,14 +189,14 @@ func (s *session) pumpDown() ending {
 
 func (s *session) relayDown(in []byte) (ending, bool) {
 	for len(in) > 0 {
-		n, out, ev := s.down.step(in)
+		n, out, ev := s.down.Step(in)
 		in = in[n:]
 		switch ev {
-		case evForward:
-			if err := s.toClient.relay(out, s.down.atBoundary(), false); err != nil {
+		case wsframe.Forward:
+			if err := s.toClient.relay(out, s.down.AtBoundary(), false); err != nil {
 				return clientWriteEnded(err), true
 			}
-		case evControl:
+		case wsframe.Control:
 			e, closing := s.downControl(out)
 			if err := s.toClient.relay(out, true, closing); err != nil {
 				return clientWriteEnded(err), true
@@ -203,7 +204,7 @@ func (s *session) relayDown(in []byte) (ending, bool) {
 			if closing {
 				return e, true
 			}
-		case evViolation:
+		case wsframe.Invalid:
 			return s.downViolation(), true
 		}
 	}

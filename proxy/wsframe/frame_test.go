@@ -1,4 +1,4 @@
-package proxy
+package wsframe
 
 import (
 	"bytes"
@@ -25,25 +25,25 @@ func frameBytes(tb testing.TB, fin bool, rsv byte, op ws.OpCode, payload []byte,
 	return buf.Bytes()
 }
 
-// relayed feeds stream to a framer in chunks of the given sizes (cycled) and
+// relayed feeds stream to a Framer in chunks of the given sizes (cycled) and
 // returns what it would write, the control frames it handed out, and the
 // violation if any.
-func relayed(f *framer, stream []byte, chunks []int) (out []byte, controls []ws.OpCode, v violation) {
+func relayed(f *Framer, stream []byte, chunks []int) (out []byte, controls []ws.OpCode, v Violation) {
 	for i := 0; len(stream) > 0; i++ {
 		c := min(chunks[i%len(chunks)], len(stream))
 		in := stream[:c]
 		stream = stream[c:]
 		for len(in) > 0 {
-			n, o, ev := f.step(in)
+			n, o, ev := f.Step(in)
 			in = in[n:]
 			switch ev {
-			case evForward:
+			case Forward:
 				out = append(out, o...)
-			case evControl:
-				controls = append(controls, controlOp(o))
+			case Control:
+				controls = append(controls, ControlOp(o))
 				out = append(out, o...)
-			case evViolation:
-				return out, controls, f.broken
+			case Invalid:
+				return out, controls, f.Violation()
 			}
 		}
 	}
@@ -87,8 +87,8 @@ func TestFramerPassesRandomStreamsUnchanged(t *testing.T) {
 		wantControls = append(wantControls, ws.OpClose)
 
 		chunks := []int{1 + rng.IntN(3), 1 + rng.IntN(64), 1 + rng.IntN(40000)}
-		f := newFramer(masked, false, 0)
-		out, controls, v := relayed(f, stream, chunks)
+		f := NewFramer(masked, false, 0)
+		out, controls, v := relayed(&f, stream, chunks)
 		if v != noViolation {
 			t.Fatalf("round %d: violation %v on a valid stream", round, v)
 		}
@@ -103,7 +103,7 @@ func TestFramerPassesRandomStreamsUnchanged(t *testing.T) {
 				t.Fatalf("round %d: control frames %v, want %v", round, controls, wantControls)
 			}
 		}
-		if !f.atBoundary() {
+		if !f.AtBoundary() {
 			t.Fatalf("round %d: not at a frame boundary after whole frames", round)
 		}
 	}
@@ -114,23 +114,23 @@ func TestFramerCoalescesWholeDataFrames(t *testing.T) {
 	for i := 0; i < 50; i++ {
 		stream = append(stream, frameBytes(t, true, 0, ws.OpText, []byte("hello"), true)...)
 	}
-	f := newFramer(true, false, 0)
-	n, out, ev := f.step(stream)
-	if ev != evForward || n != len(stream) || len(out) != len(stream) {
+	f := NewFramer(true, false, 0)
+	n, out, ev := f.Step(stream)
+	if ev != Forward || n != len(stream) || len(out) != len(stream) {
 		t.Fatalf("step = %d bytes, event %d; want all %d bytes in one forward", n, ev, len(stream))
 	}
 }
 
 func TestFramerControlPayloadUnmasked(t *testing.T) {
 	for _, masked := range []bool{true, false} {
-		f := newFramer(masked, false, 0)
+		f := NewFramer(masked, false, 0)
 		frame := frameBytes(t, true, 0, ws.OpPong, []byte("wsedge:1"), masked)
-		_, out, ev := f.step(frame)
-		if ev != evControl || !bytes.Equal(out, frame) {
+		_, out, ev := f.Step(frame)
+		if ev != Control || !bytes.Equal(out, frame) {
 			t.Fatalf("masked=%v: event %d, out %x; want the whole pong frame", masked, ev, out)
 		}
 		var buf [125]byte
-		if got := controlPayload(out, buf[:]); string(got) != "wsedge:1" {
+		if got := ControlPayload(out, buf[:]); string(got) != "wsedge:1" {
 			t.Fatalf("masked=%v: payload %q, want %q", masked, got, "wsedge:1")
 		}
 	}
@@ -189,10 +189,10 @@ func TestFramerViolations(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			stream := bytes.Join(tt.give, nil)
 			for _, chunk := range []int{1, 7, len(stream)} {
-				f := newFramer(tt.masked, tt.ext, tt.max)
-				_, _, v := relayed(f, stream, []int{chunk})
-				if v.code() != tt.wantCode {
-					t.Fatalf("chunks of %d: close code %d (%q), want %d", chunk, v.code(), v.reason(), tt.wantCode)
+				f := NewFramer(tt.masked, tt.ext, tt.max)
+				_, _, v := relayed(&f, stream, []int{chunk})
+				if v.Code() != tt.wantCode {
+					t.Fatalf("chunks of %d: close code %d (%q), want %d", chunk, v.Code(), v.Reason(), tt.wantCode)
 				}
 			}
 		})
@@ -202,8 +202,8 @@ func TestFramerViolations(t *testing.T) {
 func TestFramerAllowsRSVWithExtensions(t *testing.T) {
 	stream := append(frameBytes(t, false, 0x40, ws.OpText, []byte("compressed"), true),
 		frameBytes(t, true, 0, ws.OpContinuation, []byte("more"), true)...)
-	f := newFramer(true, true, 0)
-	out, _, v := relayed(f, stream, []int{5})
+	f := NewFramer(true, true, 0)
+	out, _, v := relayed(&f, stream, []int{5})
 	if v != noViolation || !bytes.Equal(out, stream) {
 		t.Fatalf("violation %v; want RSV1 passed through with a negotiated extension", v)
 	}
@@ -212,26 +212,26 @@ func TestFramerAllowsRSVWithExtensions(t *testing.T) {
 func TestFramerForwardsGoodPrefixBeforeViolation(t *testing.T) {
 	good := frameBytes(t, true, 0, ws.OpText, []byte("fine"), true)
 	bad := frameBytes(t, true, 0, ws.OpText, []byte("x"), false)
-	f := newFramer(true, false, 0)
-	out, _, v := relayed(f, append(good, bad...), []int{1 << 20})
-	if !bytes.Equal(out, good) || v.code() != ws.StatusProtocolError {
+	f := NewFramer(true, false, 0)
+	out, _, v := relayed(&f, append(good, bad...), []int{1 << 20})
+	if !bytes.Equal(out, good) || v.Code() != ws.StatusProtocolError {
 		t.Fatalf("out %x, violation %v; want the good frame then a protocol error", out, v)
 	}
 }
 
 func TestFramerBoundary(t *testing.T) {
 	frame := frameBytes(t, true, 0, ws.OpBinary, make([]byte, 1000), false)
-	f := newFramer(false, false, 0)
-	f.step(frame[:500])
-	if f.atBoundary() {
+	f := NewFramer(false, false, 0)
+	f.Step(frame[:500])
+	if f.AtBoundary() {
 		t.Fatal("at a boundary in the middle of a payload")
 	}
-	f.step(frame[500:])
-	if !f.atBoundary() {
+	f.Step(frame[500:])
+	if !f.AtBoundary() {
 		t.Fatal("not at a boundary after the whole frame")
 	}
-	f.step(frame[:1])
-	if f.atBoundary() {
+	f.Step(frame[:1])
+	if f.AtBoundary() {
 		t.Fatal("at a boundary with half a header")
 	}
 }
@@ -241,16 +241,16 @@ func FuzzFramer(f *testing.F) {
 	f.Add([]byte{0x81, 0x05, 'h', 'e', 'l', 'l', 'o', 0x88, 0x02, 0x03, 0xe8}, false, uint8(1))
 	f.Add([]byte{0x02, 0x7e, 0x00, 0x03, 1, 2, 3, 0x89, 0x00, 0x80, 0x01, 9}, false, uint8(2))
 	f.Fuzz(func(t *testing.T, stream []byte, masked bool, chunk uint8) {
-		fr := newFramer(masked, chunk%2 == 0, 1<<16)
-		out, _, v := relayed(fr, stream, []int{int(chunk) + 1})
+		fr := NewFramer(masked, chunk%2 == 0, 1<<16)
+		out, _, v := relayed(&fr, stream, []int{int(chunk) + 1})
 		if len(out) > len(stream) {
 			t.Fatalf("relayed %d bytes out of %d in", len(out), len(stream))
 		}
 		if !bytes.Equal(out, stream[:len(out)]) {
 			t.Fatal("relayed bytes are not a prefix of the input")
 		}
-		if c := v.code(); c != 0 && c != ws.StatusProtocolError && c != ws.StatusMessageTooBig {
-			t.Fatalf("violation with close code %d", v.code())
+		if c := v.Code(); c != 0 && c != ws.StatusProtocolError && c != ws.StatusMessageTooBig {
+			t.Fatalf("violation with close code %d", v.Code())
 		}
 	})
 }

@@ -1,4 +1,4 @@
-package proxy
+package wsframe
 
 import (
 	"encoding/binary"
@@ -14,31 +14,32 @@ const maxHeaderSize = 14
 // 125-byte payload limit of RFC 6455 section 5.5.
 const maxControlFrameSize = 6 + ws.MaxControlFramePayloadSize
 
-// event says what the driver of a framer must do with the bytes a step
+// Event says what the driver of a Framer must do with the bytes a step
 // returned.
-type event uint8
+type Event uint8
 
 const (
-	// evForward: write out to the other peer, unchanged.
-	evForward event = iota
-	// evAbsorbed: the bytes went into the framer's own state (a header or
+	// Forward: write out to the other peer, unchanged.
+	Forward Event = iota
+	// Absorbed: the bytes went into the Framer's own state (a header or
 	// control frame split across reads); nothing to write yet.
-	evAbsorbed
-	// evControl: out is one whole control frame (ping, pong or close); the
-	// driver decides whether to forward it. controlPayload gives its
+	Absorbed
+	// Control: out is one whole control frame (ping, pong or close); the
+	// driver decides whether to forward it. ControlPayload gives its
 	// unmasked payload.
-	evControl
-	// evViolation: the stream broke RFC 6455 or a limit; violation says how.
-	// Nothing more may be relayed in this direction.
-	evViolation
+	Control
+	// Invalid: the stream broke RFC 6455 or a limit; Framer.Violation says
+	// how. Nothing more may be relayed in this direction.
+	Invalid
 )
 
-// violation is why a stream cannot be relayed further; zero for none. It
-// is a small number so that every framer carries it for one byte.
-type violation uint8
+// Violation is why a stream cannot be relayed further; zero for none. It
+// is a small number so that every Framer carries it for one byte. Its
+// Reason and Code say what the offending peer is told.
+type Violation uint8
 
 const (
-	noViolation violation = iota
+	noViolation Violation = iota
 	vUnmaskedClient
 	vMaskedServer
 	vReservedOpcode
@@ -50,7 +51,9 @@ const (
 	vStrayContinuation
 	vNestedMessage
 	vContinuationRSV
-	vTooBig
+	// TooBig: a message grew past the Framer's limit (close code 1009),
+	// the one violation a driver may want to tell apart.
+	TooBig
 	vCloseBodyOneByte
 	vCloseCode
 )
@@ -68,26 +71,27 @@ var violationReasons = [...]string{
 	vStrayContinuation:   "continuation outside a message",
 	vNestedMessage:       "new message inside a fragmented one",
 	vContinuationRSV:     "reserved bits on a continuation",
-	vTooBig:              "message too big",
+	TooBig:               "message too big",
 	vCloseBodyOneByte:    "close frame with a one-byte body",
 	vCloseCode:           "invalid close code",
 }
 
-// reason is said in the log and the close frame.
-func (v violation) reason() string { return violationReasons[v] }
+// Reason is said in the log and the close frame.
+func (v Violation) Reason() string { return violationReasons[v] }
 
-// code is the close code the offending peer gets (RFC 6455 section 7.4.1).
-func (v violation) code() ws.StatusCode {
+// Code is the close code the offending peer gets (RFC 6455 section 7.4.1);
+// 0 for no violation.
+func (v Violation) Code() ws.StatusCode {
 	switch v {
 	case noViolation:
 		return 0
-	case vTooBig:
+	case TooBig:
 		return ws.StatusMessageTooBig
 	}
 	return ws.StatusProtocolError
 }
 
-// framer follows the framing of one direction of a relayed WebSocket
+// Framer follows the framing of one direction of a relayed WebSocket
 // (RFC 6455 section 5) without doing any I/O: the driver feeds it the bytes
 // it read and gets back what to write where. Frames pass through as they
 // arrive, header and payload bytes unchanged, so neither masking nor
@@ -97,8 +101,9 @@ func (v violation) code() ws.StatusCode {
 //
 // The same value can be driven by a goroutine per direction or by an event
 // loop. It is not safe for concurrent use; the zero value is not usable,
-// see newFramer.
-type framer struct {
+// see NewFramer. A Framer is a small value, meant to be kept in place in a
+// connection's record.
+type Framer struct {
 	// Word-sized fields first and bytes last: two framers sit in every
 	// connection record, so padding counts.
 	maxMessage int64 // limit across the fragments of one message; 0 means none
@@ -111,7 +116,7 @@ type framer struct {
 	hdr [maxHeaderSize]byte // a header split across reads
 
 	// frames counts the frames begun since the driver last took the count
-	// (see takeFrames); a read buffer holds far fewer than 65536.
+	// (see TakeFrames); a read buffer holds far fewer than 65536.
 	frames uint16
 
 	hdrLen    uint8
@@ -120,49 +125,44 @@ type framer struct {
 	masked    bool      // frames in this direction must be masked (they come from the client)
 	control   bool      // the frame passing now is a control frame split across reads, being gathered into ctrl
 	inMessage bool      // a fragmented data message is open: only continuations may follow
-	broken    violation // set once evViolation was returned
+	broken    Violation // set once Invalid was returned
 }
 
-func newFramer(masked bool, extensions bool, maxMessage int64) *framer {
-	f := makeFramer(masked, extensions, maxMessage)
-	return &f
-}
-
-// makeFramer returns a framer for frames that must (client to backend) or
+// NewFramer returns a Framer for frames that must (client to backend) or
 // must not be masked, with the RSV bits of negotiated extensions allowed,
 // and a message size limit (0 for none).
-func makeFramer(masked bool, extensions bool, maxMessage int64) framer {
-	f := framer{masked: masked, maxMessage: maxMessage}
+func NewFramer(masked bool, extensions bool, maxMessage int64) Framer {
+	f := Framer{masked: masked, maxMessage: maxMessage}
 	if extensions {
 		// Extensions give meaning to the RSV bits (RFC 6455 section 5.2,
-		// RFC 7692 section 6); they are negotiated end to end, so the proxy
+		// RFC 7692 section 6); they are negotiated end to end, so a relay
 		// lets them through rather than interpreting them.
 		f.allowRSV = 0x70
 	}
 	return f
 }
 
-// atBoundary reports whether the stream is between frames, the only place
-// where the proxy may insert frames of its own. Inside a fragmented message
+// AtBoundary reports whether the stream is between frames, the only place
+// where a relay may insert frames of its own. Inside a fragmented message
 // is fine: control frames may be interleaved there (RFC 6455 section 5.4).
-func (f *framer) atBoundary() bool {
+func (f *Framer) AtBoundary() bool {
 	return f.hdrLen == 0 && f.remaining == 0 && !f.control
 }
 
-// step consumes a prefix of in and says what to do with out, which is either
-// a prefix of in or the framer's own buffer. Callers loop until in is empty:
+// Step consumes a prefix of in and says what to do with out, which is either
+// a prefix of in or the Framer's own buffer. Callers loop until in is empty:
 //
 //	for len(in) > 0 {
-//		n, out, ev := f.step(in)
+//		n, out, ev := f.Step(in)
 //		in = in[n:]
 //		...
 //	}
 //
 // Consecutive data frames found whole or in part in `in` are returned as one
-// evForward, so a read full of small messages costs one write.
-func (f *framer) step(in []byte) (n int, out []byte, ev event) {
+// Forward, so a read full of small messages costs one write.
+func (f *Framer) Step(in []byte) (n int, out []byte, ev Event) {
 	if f.broken != noViolation {
-		return len(in), nil, evViolation
+		return len(in), nil, Invalid
 	}
 	if f.control {
 		return f.gatherControl(in)
@@ -177,29 +177,33 @@ func (f *framer) step(in []byte) (n int, out []byte, ev event) {
 	return f.scan(in, 0)
 }
 
+// Violation is why the stream broke, once Step returned Invalid; zero
+// before.
+func (f *Framer) Violation() Violation { return f.broken }
+
 // scan walks whole frame headers in in starting at off, extending the
 // forwarded prefix over data frames until it meets a control frame, a header
 // cut short, a violation, or the end of in.
-func (f *framer) scan(in []byte, off int) (int, []byte, event) {
+func (f *Framer) scan(in []byte, off int) (int, []byte, Event) {
 	for off < len(in) {
 		h, hlen, ok := parseHeader(in[off:])
 		if !ok {
 			if off > 0 {
-				return off, in[:off], evForward
+				return off, in[:off], Forward
 			}
 			// A header split across reads: keep it until the rest comes.
 			f.hdrLen = uint8(copy(f.hdr[:], in))
-			return len(in), nil, evAbsorbed
+			return len(in), nil, Absorbed
 		}
 		if v, bad := f.check(h); bad {
 			if off > 0 {
-				return off, in[:off], evForward
+				return off, in[:off], Forward
 			}
 			return f.fail(v, len(in))
 		}
 		if h.OpCode.IsControl() {
 			if off > 0 {
-				return off, in[:off], evForward
+				return off, in[:off], Forward
 			}
 			if whole := hlen + int(h.Length); whole <= len(in) {
 				// The common case: the whole control frame is here.
@@ -213,19 +217,19 @@ func (f *framer) scan(in []byte, off int) (int, []byte, event) {
 		off += hlen
 		off += f.passPayload(len(in) - off)
 	}
-	return off, in[:off], evForward
+	return off, in[:off], Forward
 }
 
 // completeHeader adds bytes to a header that was split across reads. Once
 // whole, the header is handed out on its own and the payload follows from
 // the next step.
-func (f *framer) completeHeader(in []byte) (int, []byte, event) {
+func (f *Framer) completeHeader(in []byte) (int, []byte, Event) {
 	had := int(f.hdrLen)
 	n := copy(f.hdr[had:], in)
 	h, hlen, ok := parseHeader(f.hdr[:had+n])
 	if !ok {
 		f.hdrLen += uint8(n)
-		return n, nil, evAbsorbed
+		return n, nil, Absorbed
 	}
 	used := hlen - had
 	f.hdrLen = 0
@@ -238,12 +242,12 @@ func (f *framer) completeHeader(in []byte) (int, []byte, event) {
 		return used + m, out, ev
 	}
 	f.startData(h)
-	return used, f.hdr[:hlen], evForward
+	return used, f.hdr[:hlen], Forward
 }
 
 // passPayload accounts for up to avail payload bytes of the current data
 // frame and returns how many belong to it.
-func (f *framer) passPayload(avail int) int {
+func (f *Framer) passPayload(avail int) int {
 	k := int64(avail)
 	if k > f.remaining {
 		k = f.remaining
@@ -252,14 +256,14 @@ func (f *framer) passPayload(avail int) int {
 	return int(k)
 }
 
-// takeFrames returns the frames begun since the last call, for metrics.
-func (f *framer) takeFrames() uint64 {
+// TakeFrames returns the frames begun since the last call, for metrics.
+func (f *Framer) TakeFrames() uint64 {
 	n := f.frames
 	f.frames = 0
 	return uint64(n)
 }
 
-func (f *framer) startData(h frameHeader) {
+func (f *Framer) startData(h frameHeader) {
 	f.frames++
 	if h.OpCode != ws.OpContinuation {
 		f.msgBytes = 0
@@ -269,7 +273,7 @@ func (f *framer) startData(h frameHeader) {
 	f.remaining = h.Length
 }
 
-func (f *framer) startControl(hdr []byte, h frameHeader) {
+func (f *Framer) startControl(hdr []byte, h frameHeader) {
 	if f.ctrl == nil {
 		f.ctrl = new([maxControlFrameSize]byte)
 	}
@@ -280,11 +284,11 @@ func (f *framer) startControl(hdr []byte, h frameHeader) {
 
 // gatherControl collects the payload of a split control frame; control
 // frames are small (RFC 6455 section 5.5), so they are handed out whole.
-func (f *framer) gatherControl(in []byte) (int, []byte, event) {
+func (f *Framer) gatherControl(in []byte) (int, []byte, Event) {
 	k := f.passPayload(len(in))
 	f.ctrlLen += uint8(copy(f.ctrl[f.ctrlLen:], in[:k]))
 	if f.remaining > 0 {
-		return k, nil, evAbsorbed
+		return k, nil, Absorbed
 	}
 	f.control = false
 	return f.handControl(f.ctrl[:f.ctrlLen], k)
@@ -292,21 +296,21 @@ func (f *framer) gatherControl(in []byte) (int, []byte, event) {
 
 // handControl hands out a whole control frame, n being the input it
 // consumed, after checking a close frame's body.
-func (f *framer) handControl(frame []byte, n int) (int, []byte, event) {
+func (f *Framer) handControl(frame []byte, n int) (int, []byte, Event) {
 	f.frames++
-	if controlOp(frame) == ws.OpClose {
+	if ControlOp(frame) == ws.OpClose {
 		var buf [ws.MaxControlFramePayloadSize]byte
-		if v, bad := checkClosePayload(controlPayload(frame, buf[:])); bad {
+		if v, bad := checkClosePayload(ControlPayload(frame, buf[:])); bad {
 			return f.fail(v, n)
 		}
 	}
-	return n, frame, evControl
+	return n, frame, Control
 }
 
-// controlPayload copies the payload of a whole control frame, as evControl
+// ControlPayload copies the payload of a whole control frame, as Control
 // hands it out, into dst, unmasked, and returns it. The frame itself stays
 // as received, ready to forward. dst needs room for 125 bytes.
-func controlPayload(frame, dst []byte) []byte {
+func ControlPayload(frame, dst []byte) []byte {
 	// A control frame's length fits the first length byte (RFC 6455
 	// section 5.5), so its header is 2 bytes, plus 4 of mask.
 	hlen := 2
@@ -320,12 +324,12 @@ func controlPayload(frame, dst []byte) []byte {
 	return p
 }
 
-// controlOp is the opcode of a whole control frame.
-func controlOp(frame []byte) ws.OpCode { return ws.OpCode(frame[0] & 0x0f) }
+// ControlOp is the opcode of a whole control frame.
+func ControlOp(frame []byte) ws.OpCode { return ws.OpCode(frame[0] & 0x0f) }
 
 // check applies the rules of RFC 6455 section 5 that a relay can enforce
 // from a header alone, plus the message size limit.
-func (f *framer) check(h frameHeader) (violation, bool) {
+func (f *Framer) check(h frameHeader) (Violation, bool) {
 	switch {
 	case h.Masked != f.masked && f.masked:
 		return vUnmaskedClient, true
@@ -362,14 +366,14 @@ func (f *framer) check(h frameHeader) (violation, bool) {
 		total += f.msgBytes
 	}
 	if f.maxMessage > 0 && total > f.maxMessage {
-		return vTooBig, true
+		return TooBig, true
 	}
 	return noViolation, false
 }
 
-func (f *framer) fail(v violation, n int) (int, []byte, event) {
+func (f *Framer) fail(v Violation, n int) (int, []byte, Event) {
 	f.broken = v
-	return n, nil, evViolation
+	return n, nil, Invalid
 }
 
 // frameHeader is a decoded frame header; the payload bytes themselves are
@@ -422,23 +426,23 @@ func parseHeader(b []byte) (h frameHeader, n int, ok bool) {
 
 // checkClosePayload validates a close frame's body (RFC 6455 sections 5.5.1
 // and 7.4): empty, or a code that may appear on the wire and a reason.
-func checkClosePayload(p []byte) (violation, bool) {
+func checkClosePayload(p []byte) (Violation, bool) {
 	switch {
 	case len(p) == 0:
 		return noViolation, false
 	case len(p) == 1:
 		return vCloseBodyOneByte, true
 	}
-	if !validCloseCode(ws.StatusCode(binary.BigEndian.Uint16(p))) {
+	if !ValidCloseCode(ws.StatusCode(binary.BigEndian.Uint16(p))) {
 		return vCloseCode, true
 	}
 	return noViolation, false
 }
 
-// validCloseCode reports whether code may be sent in a close frame: the
+// ValidCloseCode reports whether code may be sent in a close frame: the
 // codes RFC 6455 section 7.4.1 defines for the wire, the registered 1012 to
 // 1014, and the ranges for libraries and applications.
-func validCloseCode(code ws.StatusCode) bool {
+func ValidCloseCode(code ws.StatusCode) bool {
 	switch {
 	case code >= 1000 && code <= 1003, code >= 1007 && code <= 1014:
 		return true

@@ -1,4 +1,4 @@
-package proxy
+package wsframe
 
 import (
 	"fmt"
@@ -7,10 +7,13 @@ import (
 	"github.com/gobwas/ws"
 )
 
+// readSize is what a relay reads at once: a loop's read buffer.
+const readSize = 32 << 10
+
 // benchStream is a 32 KiB read's worth of client frames of size bytes each.
 func benchStream(b *testing.B, size int) []byte {
 	var stream []byte
-	for len(stream) < burstSize-size-14 {
+	for len(stream) < readSize-size-14 {
 		stream = append(stream, frameBytes(b, true, 0, ws.OpBinary, make([]byte, size), true)...)
 	}
 	return stream
@@ -22,14 +25,14 @@ func BenchmarkFramer(b *testing.B) {
 	for _, size := range []int{64, 4096} {
 		b.Run(byteSize(size), func(b *testing.B) {
 			stream := benchStream(b, size)
-			f := newFramer(true, false, 1<<20)
+			f := NewFramer(true, false, 1<<20)
 			b.SetBytes(int64(len(stream)))
 			b.ReportAllocs()
 			for b.Loop() {
 				for in := stream; len(in) > 0; {
-					n, _, ev := f.step(in)
-					if ev == evViolation {
-						b.Fatal(f.broken)
+					n, _, ev := f.Step(in)
+					if ev == Invalid {
+						b.Fatal(f.Violation().Reason())
 					}
 					in = in[n:]
 				}
@@ -45,13 +48,13 @@ func BenchmarkRemask(b *testing.B) {
 	for _, size := range []int{64, 4096} {
 		b.Run(byteSize(size), func(b *testing.B) {
 			stream := benchStream(b, size)
-			f := newFramer(true, false, 1<<20)
+			f := NewFramer(true, false, 1<<20)
 			mask := ws.NewMask()
 			b.SetBytes(int64(len(stream)))
 			b.ReportAllocs()
 			for b.Loop() {
 				for in := stream; len(in) > 0; {
-					n, out, _ := f.step(in)
+					n, out, _ := f.Step(in)
 					for len(out) > 0 {
 						h, hlen, ok := parseHeader(out)
 						if !ok {
