@@ -15,6 +15,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/wsedge/wsedge/affinity"
 	"github.com/wsedge/wsedge/upstream/upstreamtest"
 )
 
@@ -215,6 +216,48 @@ resolver = %q
 	}
 	if n := p.logs.count(`"msg":"dns lookup failed`); n != 1 {
 		t.Errorf("the outage was logged %d times, want once", n)
+	}
+}
+
+// SRV records, as Consul and Nomad give them: the proxy routes by the
+// records' ports and weights over the lowest priority only, and falls back
+// to the next priority when the first has no targets left.
+func TestDNSSRVBackends(t *testing.T) {
+	a, b, backup := upstreamtest.Start(t, upstreamtest.WithName("srv-a")), upstreamtest.Start(t,
+		upstreamtest.WithName("srv-b")), upstreamtest.Start(t, upstreamtest.WithName("srv-backup"))
+	names := nameOf(a, b, backup)
+	portOf := func(be *upstreamtest.Backend) uint16 {
+		_, port, _ := net.SplitHostPort(be.Addr)
+		n, _ := strconv.Atoi(port)
+		return uint16(n)
+	}
+	d := upstreamtest.StartDNS(t)
+	const srv = "_ws._tcp.chat.service.consul"
+	d.SetAddrs("node1.node.consul", 0, "127.0.0.1")
+	spare := upstreamtest.SRV{Priority: 20, Weight: 1, Port: portOf(backup), Target: "node1.node.consul"}
+	d.SetSRV(srv, 0,
+		upstreamtest.SRV{Priority: 10, Weight: 10, Port: portOf(a), Target: "node1.node.consul"},
+		upstreamtest.SRV{Priority: 10, Weight: 30, Port: portOf(b), Target: "node1.node.consul"},
+		spare)
+	p := startWsedge(t, fmt.Sprintf("[affinity]\nkey = \"header\"\nheader = %q\n\n"+
+		"[health]\ninterval = \"100ms\"\ntimeout = \"80ms\"\n\n"+
+		"[[upstream]]\nsrv = %q\nresolve = \"200ms\"\nresolver = %q\n", faultKeyHeader, srv, d.Addr))
+	waitInRing(t, p, addrsOf(a, b), 5*time.Second)
+	members := ringMembers(t, p)
+	if members[a.Addr].Weight != 1 || members[b.Addr].Weight != 3 || len(members) != 2 {
+		t.Errorf("ring members %v, want %s of weight 1 and %s of weight 3, the spare left out", members, a.Addr, b.Addr)
+	}
+	ring := affinity.NewRing([]affinity.Member{{Addr: a.Addr, Weight: 1}, {Addr: b.Addr, Weight: 3}}, affinity.DefaultVNodes)
+	for _, key := range sessionKeys("srv", 20) {
+		if got, want := askName(t, dialAs(t, p, key)), names[owner(ring, key)]; got != want {
+			t.Errorf("client %s landed on %s, want its owner %s", key, got, want)
+		}
+	}
+
+	d.SetSRV(srv, 0, spare)
+	waitInRing(t, p, addrsOf(backup), 5*time.Second)
+	if got := askName(t, dialAs(t, p, "after")); got != backup.Name {
+		t.Errorf("with only the spare priority left, a client landed on %s, want %s", got, backup.Name)
 	}
 }
 
