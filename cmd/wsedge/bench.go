@@ -21,7 +21,9 @@ const benchUsage = `usage:
   wsedge bench idle      --target ws://127.0.0.1:8080/ --conns N [--hold 10s] [--ramp 2000/s] [--procs P] [--pids 1,2]
   wsedge bench echo      --target URL --conns C --size 64 [--rate R] --duration 5s [--warmup 2s] [--pids ...] [--backend-pids ...]
   wsedge bench handshake --target URL --workers W --duration 5s [--warmup 1s] [--pids ...] [--backend-pids ...]
+  wsedge bench broadcast --target ws://127.0.0.1:8080/ws --conns N [--interval 100ms] [--size 64] --duration 5s [--warmup 2s] [--pids ...] [--backend-pids ...]
   wsedge bench backend   --listen 127.0.100.1:9001 [--listen ...] [--duration 1h]
+Broadcast needs a room behind the target: wsedge demo backends --listen ADDR ... [--redis HOST:PORT].
 Targets and sources must be loopback addresses. --json prints the result as JSON.
 Over TLS: wss:// targets, with --ca FILE or --insecure, and --tls-curves X25519,P256 to pin the key exchange.
 Behind a balancer: --proxy-protocol v1|v2 sends a PROXY protocol header before TLS and the upgrade.
@@ -45,6 +47,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		run = echoFlags(ctx, fs)
 	case "handshake":
 		run = handshakeFlags(ctx, fs)
+	case "broadcast":
+		run = broadcastFlags(ctx, fs)
 	case "backend":
 		var listen stringList
 		fs.Var(&listen, "listen", "address to serve on; repeat for several")
@@ -180,6 +184,30 @@ func handshakeFlags(ctx context.Context, fs *flag.FlagSet) func() (any, error) {
 		return bench.Handshake(ctx, bench.HandshakeConfig{
 			Targets: c.targets, Sources: s.sources, Transport: s.transport, Workers: *workers,
 			Duration: c.duration, Warmup: c.warmup, DialTimeout: c.timeout, Proxy: s.proxy, Backend: s.backend,
+		})
+	}
+}
+
+func broadcastFlags(ctx context.Context, fs *flag.FlagSet) func() (any, error) {
+	var c clientFlags
+	c.register(fs, 2*time.Second)
+	conns := fs.Int("conns", 100, "clients in the room; the first also publishes")
+	interval := fs.Duration("interval", 100*time.Millisecond, "time between two published messages")
+	size := fs.String("size", "64", "each message's text: bytes, at least 32")
+	grace := fs.Duration("grace", 2*time.Second, "how long to wait after the window for its last messages")
+	return func() (any, error) {
+		n, err := bench.ParseSize(*size)
+		if err != nil {
+			return nil, err
+		}
+		s, err := c.parsed(ctx)
+		if err != nil {
+			return nil, err
+		}
+		return bench.Broadcast(ctx, bench.BroadcastConfig{
+			Targets: c.targets, Sources: s.sources, Transport: s.transport, Conns: *conns, Interval: *interval,
+			Size: n, Duration: c.duration, Warmup: c.warmup, Grace: *grace, DialTimeout: c.timeout,
+			Proxy: s.proxy, Backend: s.backend,
 		})
 	}
 }

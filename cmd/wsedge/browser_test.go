@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"fmt"
+	"net/url"
 	"os"
 	"slices"
 	"strings"
@@ -14,6 +15,7 @@ import (
 type pageState struct {
 	Tab       string `json:"tab"`
 	Backend   string `json:"backend"`
+	Addr      string `json:"addr"`
 	Connected bool   `json:"connected"`
 	Connects  int    `json:"connects"`
 	Moves     []struct {
@@ -53,7 +55,7 @@ func (tb *tab) has(t *testing.T, text string) bool {
 	return shown
 }
 
-// type_ types text into the page's box and presses Send, as a person would.
+// send types text into the page's box and presses Send, as a person would.
 func (tb *tab) send(t *testing.T, text string) {
 	t.Helper()
 	q, _ := json.Marshal(text)
@@ -108,6 +110,18 @@ func TestBrowserDemo(t *testing.T) {
 		}
 		return ""
 	})
+
+	// Each tab is keyed by what it offers in Sec-WebSocket-Protocol, as
+	// the demo's proxy says: /debug/ring names the backend it is on.
+	for i, tb := range tabs {
+		s := tb.state(t)
+		u := "http://" + d.admin + "/debug/ring?key=" + url.QueryEscape("chat.v1, tab."+s.Tab)
+		var ex struct{ Backend string }
+		getJSON(t, u, &ex)
+		if ex.Backend != s.Addr {
+			t.Errorf("tab %d is on %s, the ring puts its key on %s", i, s.Addr, ex.Backend)
+		}
+	}
 
 	tabs[0].send(t, "hello from the first tab")
 	waitFor(t, 10*time.Second, func() string {

@@ -2,7 +2,9 @@
 # Side-by-side WebSocket proxy benchmark: wsedge against nginx (ip_hash and
 # hash consistent), HAProxy (balance source) and Caddy (ip_hash), all on
 # loopback on this machine, with `wsedge bench` as the load generator and
-# the echo backends. See BENCHMARKS.md for what each figure means.
+# the echo backends, and for the broadcast figure a chat room whose three
+# servers (`wsedge demo backends`) fan out through Redis. See BENCHMARKS.md
+# for what each figure means.
 #
 #   testdata/bench/run.sh [--quick] [--rounds N] [--idle-conns N]
 #                         [--proxies "wsedge nginx-ip_hash ..."]
@@ -16,6 +18,10 @@
 # stop it. It prints a markdown table of medians and writes every raw
 # result to --out (default bench-results.json). All traffic stays on
 # 127.0.0.0/8. --quick: one round, short durations, for development.
+# broadcast-1000: 1,000 clients in a chat room on three servers (one
+# process on 127.0.101.1:9001-9003, fanning out through redis-server on
+# 127.0.101.100:6379, both started here), one 64-byte message every 100 ms,
+# each timed from its send to its arrival at every client.
 # --tls: every proxy terminates TLS (wss://) with one self-signed ECDSA
 # P-256 certificate made here, from its *-tls config; full handshakes
 # only; --tls-curves pins the key exchanges the client offers (default:
@@ -39,11 +45,12 @@ echo_duration=4s
 echo_warmup=1s
 hs_duration=4s
 hs_warmup=1s
+bc_warmup=2s
 idle_hold=3s
 idle_ramp=5000/s
 while [ $# -gt 0 ]; do
 	case $1 in
-	--quick) rounds=1 echo_duration=2s echo_warmup=0.5s hs_duration=2s hs_warmup=0.5s idle_hold=1s ;;
+	--quick) rounds=1 echo_duration=2s echo_warmup=0.5s hs_duration=2s hs_warmup=0.5s bc_warmup=1s idle_hold=1s ;;
 	--rounds) rounds=$2; shift ;;
 	--idle-conns) idle_conns=$2 idle_conns_set=1; shift ;;
 	--proxies) proxies=$2; shift ;;
@@ -55,7 +62,7 @@ while [ $# -gt 0 ]; do
 		[ $mode = plain ] || { echo "run.sh: --tls and --proxy-protocol are measured apart" >&2; exit 2; }
 		mode=${1#--} ;;
 	--tls-curves) tls_curves=$2; shift ;;
-	-h | --help) sed -n '2,24p' "$0"; exit 0 ;;
+	-h | --help) sed -n '2,30p' "$0"; exit 0 ;;
 	*) echo "run.sh: unknown argument $1" >&2; exit 2 ;;
 	esac
 	shift
@@ -74,7 +81,7 @@ declare -A config=([wsedge]=wsedge.toml [nginx-ip_hash]=nginx-ip_hash.conf [ngin
 	[haproxy]=haproxy.cfg [caddy]=Caddyfile)
 case $mode in
 plain)
-	default_figures="idle echo-1000x64 echo-1000x4k echo-100x64 echo-100x64-10k handshake-50"
+	default_figures="idle echo-1000x64 echo-1000x4k echo-100x64 echo-100x64-10k handshake-50 broadcast-1000"
 	title= ;;
 tls)
 	# Idle: 5,000 held wss connections are enough, the TLS state per
@@ -128,6 +135,7 @@ install_anchors() {
 	command -v caddy >/dev/null || missing+=(caddy)
 	command -v jq >/dev/null || missing+=(jq)
 	[ $mode != tls ] || command -v openssl >/dev/null || missing+=(openssl)
+	[[ " $figures " != *" broadcast-"* ]] || command -v redis-server >/dev/null || missing+=(redis-server)
 	[ ${#missing[@]} -eq 0 ] && return
 	log "installing ${missing[*]}"
 	# Packaged services must not start: they would take ports and CPU.
@@ -202,6 +210,38 @@ start_backends() {
 start_backends
 first_backends=$(IFS=,; echo "${backend_pids[*]:0:3}")
 
+# The chat room of the broadcast figures: redis-server, and three chat
+# servers in one process on 127.0.101.1, where the proxies' configs point
+# for those figures (see start_proxy). Their CPU and Redis's count as the
+# backends'.
+chat_pids=
+start_chat() {
+	local redis_addr=127.0.101.100 tries pid
+	redis-server --bind $redis_addr --port 6379 --save "" --appendonly no --dir "$work" \
+		--loglevel warning >"$work/redis.log" 2>&1 &
+	pid=$!
+	started+=($pid)
+	chat_pids=$pid
+	for ((tries = 0; tries < 50; tries++)); do
+		redis-cli -h $redis_addr -p 6379 ping >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	"$wsedge" demo backends --redis $redis_addr:6379 --duration 2h \
+		--listen 127.0.101.1:9001 --listen 127.0.101.1:9002 --listen 127.0.101.1:9003 \
+		>"$work/chat.out" 2>"$work/chat.log" &
+	pid=$!
+	started+=($pid)
+	chat_pids+=,$pid
+	for ((tries = 0; tries < 50; tries++)); do
+		[ -s "$work/chat.out" ] && return
+		kill -0 $pid 2>/dev/null || break
+		sleep 0.1
+	done
+	log "the chat servers did not start: $(tail -n 3 "$work/chat.log")"
+	exit 1
+}
+[[ " $figures " != *" broadcast-"* ]] || start_chat
+
 # --- proxies ----------------------------------------------------------------
 declare -A base_port=([wsedge]=8080 [nginx-ip_hash]=8081 [nginx-consistent]=8082 [haproxy]=8083 [caddy]=8084)
 
@@ -209,10 +249,11 @@ proxy_pids=() # every process of every running instance
 proxy_main=() # the process started per instance
 targets=()
 
-# start_proxy NAME COUNT: COUNT instances of NAME, configs rewritten for
-# each instance's port and backend address (and where the certificate is).
+# start_proxy NAME COUNT [NET]: COUNT instances of NAME, configs rewritten
+# for each instance's port and backend address (and where the certificate
+# is); the backends are on NET.<instance+1> (default 127.0.100).
 start_proxy() {
-	local name=$1 count=$2 k dir port pid cfg=${config[$1]}
+	local name=$1 count=$2 net=${3:-127.0.100} k dir port pid cfg=${config[$1]}
 	proxy_pids=() proxy_main=() targets=()
 	for ((k = 0; k < count; k++)); do
 		dir=$work/$name-$k
@@ -221,7 +262,7 @@ start_proxy() {
 		port=$((base_port[$name] + 100 * k))
 		sed -e "s/127\.0\.0\.1:${base_port[$name]}/127.0.0.1:$port/" \
 			-e "s/127\.0\.0\.1:9090/127.0.0.1:$((9090 + 100 * k))/" \
-			-e "s/127\.0\.100\.1:/127.0.100.$((k + 1)):/g" \
+			-e "s/127\.0\.100\.1:/$net.$((k + 1)):/g" \
 			-e "s|@TLS_DIR@|$tls_dir|g" \
 			"$here/$cfg" >"$dir/$cfg"
 		case $name in
@@ -289,6 +330,9 @@ run_figure() {
 		--duration "$echo_duration" --warmup "$echo_warmup" --pids "$pids" --backend-pids "$first_backends" --json ;;
 	handshake-50) "$wsedge" bench handshake "${targets[@]:0:2}" "${client_args[@]}" --workers 50 \
 		--duration "$hs_duration" --warmup "$hs_warmup" --pids "$pids" --backend-pids "$first_backends" --json ;;
+	# The room's servers serve WebSockets on /ws.
+	broadcast-1000) "$wsedge" bench broadcast --target "${targets[1]}ws" "${client_args[@]}" --conns 1000 --size 64 \
+		--interval 100ms --duration "$echo_duration" --warmup "$bc_warmup" --pids "$pids" --backend-pids "$chat_pids" --json ;;
 	*) echo "unknown figure $2" >&2; return 2 ;;
 	esac
 }
@@ -302,9 +346,10 @@ for ((round = 1; round <= rounds; round++)); do
 	# proxies turns each round, so none is always first.
 	for fig in $figures; do
 		for name in "${order[@]}"; do
-			count=1
+			count=1 net=127.0.100
 			[ "$fig" = idle ] && count=$instances
-			start_proxy "$name" "$count"
+			[[ $fig != broadcast-* ]] || net=127.0.101
+			start_proxy "$name" "$count" "$net"
 			f=$work/results/$name.$fig.$round.json
 			if ! run_figure "$name" "$fig" >"$f.raw" 2>"$f.err"; then
 				log "$name $fig round $round failed: $(tail -n 3 "$f.err")"
@@ -316,6 +361,7 @@ for ((round = 1; round <= rounds; round++)); do
 				'{proxy: $p, figure: $f, round: $r, result: .}' "$f.raw" >"$f"
 			log "$name $fig round $round: $(jq -r '.result |
 				if .rss_per_conn_kib != null then "\(.opened) conns, \(.rss_per_conn_kib * 10 | round / 10) KiB/conn"
+				elif .deliveries_per_proxy_cpu_s != null then "\(.deliveries) deliveries, \(.missing) missing, \(.deliveries_per_proxy_cpu_s | round) per proxy cpu-s, p50 \(.latency.p50_ns / 1e4 | round / 100) ms, p99 \(.latency.p99_ns / 1e4 | round / 100) ms"
 				elif .msgs_per_proxy_cpu_s != null then "\(.msgs_per_s | round) msg/s, \(.msgs_per_proxy_cpu_s | round) per proxy cpu-s, p99 \(.latency.p99_ns / 1e4 | round / 100) ms"
 				else "\(.handshakes_per_s | round) hs/s, \(.handshakes_per_proxy_cpu_s | round) per proxy cpu-s" +
 					(.key_exchange // {} | to_entries | map(", \(.value) by \(.key)") | add // "") end' "$f")"
@@ -376,6 +422,11 @@ rows=(
 	"p99 latency, 100 conns × 64 B at 10,000 msgs/s offered, ms (lower is better)|echo-100x64-10k|.latency.p99_ns / 1e6|low|%.2f"
 	"echo msgs per proxy CPU-s, 100 conns × 64 B at 10,000 msgs/s offered|echo-100x64-10k|.msgs_per_proxy_cpu_s|high|%.0f"
 	"$hs_label|handshake-50|.handshakes_per_proxy_cpu_s|high|%.0f"
+	"broadcast p50 latency, 1,000 clients, 64 B every 100 ms through Redis fan-out, ms (lower is better)|broadcast-1000|.latency.p50_ns / 1e6|low|%.2f"
+	"broadcast p99 latency, same, ms (lower is better)|broadcast-1000|.latency.p99_ns / 1e6|low|%.2f"
+	"broadcast max latency, same, ms (lower is better)|broadcast-1000|.latency.max_ns / 1e6|low|%.2f"
+	"broadcast deliveries per proxy CPU-s, same|broadcast-1000|.deliveries_per_proxy_cpu_s|high|%.0f"
+	"broadcast deliveries missing, same (lower is better)|broadcast-1000|.missing|low|%.0f"
 )
 anchors=()
 for name in $proxies; do [ "$name" != wsedge ] && anchors+=("$name"); done
