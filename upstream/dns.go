@@ -119,8 +119,8 @@ type dnsEntry struct {
 	name  DNSName
 	state dnsState
 	// watch is the generation of the goroutine looking the name up; the
-	// results of an older one, restarted with a new interval, are
-	// dropped.
+	// results of an older one, replaced for a new interval or resolver,
+	// are dropped.
 	watch uint64
 }
 
@@ -155,8 +155,9 @@ func normalizeDNS(names []DNSName) ([]DNSName, error) {
 }
 
 // setDNSNamesLocked makes names the DNS names of the Set. A name that
-// stays keeps what it resolved to, with its new weight; a name that goes
-// takes its backends with it; a new one has none until it is looked up.
+// stays keeps what it resolved to, under its new settings (its weight
+// applies at once); a name that goes takes its backends with it; a new
+// one has none until it is looked up.
 // s.mu must be held.
 func (s *Set) setDNSNamesLocked(names []DNSName) {
 	keep := make(map[string]bool, len(names))
