@@ -1,8 +1,9 @@
 'use strict';
 // Trial 1: a real browser (Debian's headless Chromium, driven by
 // playwright-core) against `wsedge demo`. The page must say which backend
-// its WebSocket is stuck to, stay on that backend over five reloads, come
-// from the same backend as the WebSocket, and echo what is sent.
+// its WebSocket is stuck to, stay on that backend over five reloads (the
+// tab keeps its key, offered in Sec-WebSocket-Protocol), land where the
+// ring puts that key, and show in the room what it says.
 // Then the same browser against a Node.js `ws` server with
 // permessage-deflate (ws.toml): Chromium's own extension offer must be
 // negotiated with the backend through the proxy. Last, an idle Chromium
@@ -153,33 +154,33 @@ async function main() {
     t.check(/^demo-\d \(127\.0\.0\.1:\d+\)$/.test(first.ws), 'page shows "stuck to demo-N (addr)"', first.ws);
     t.check(visits.every((v) => v.ws === first.ws), 'same WebSocket backend on 5 reloads',
       visits.map((v) => v.ws).join(' | '));
-    t.check(visits.every((v) => v.ws.startsWith(v.page + ' ')), 'page and WebSocket come from the same backend',
-      visits.map((v) => `${v.page} vs ${v.ws}`).join(' | '));
     t.check(sockets.length === 6, 'one WebSocket per page load', `${sockets.length} sockets`);
 
-    // The backend the browser landed on must be the one the ring names for
-    // the browser's IP, as the demo's greeting reports it.
-    const m = /connected to (demo-\d) as client (\S+)/.exec(first.log);
-    t.check(m !== null, 'greeting names the client IP the backend saw', first.log);
-    if (m) {
-      const ex = await getJSON(`http://${admin}/debug/ring?key=${encodeURIComponent(m[2])}`);
-      t.figure('admin says', `${ex.key} -> ${ex.backend} (${ex.why})`);
-      t.check(first.ws.includes(`(${ex.backend})`), 'browser landed where /debug/ring says its IP goes',
-        `${first.ws} vs ${ex.backend}`);
-    }
+    // The demo keys affinity on Sec-WebSocket-Protocol, where the page
+    // offers "chat.v1" and its tab's token: the ring must name the
+    // backend the tab landed on for that header value.
+    const tab = await page.evaluate(() => window.demoState.tab);
+    const ex = await getJSON(`http://${admin}/debug/ring?key=${encodeURIComponent('chat.v1, tab.' + tab)}`);
+    t.figure('admin says', `${ex.key} -> ${ex.backend} (${ex.why})`);
+    t.check(first.ws.includes(`(${ex.backend})`), 'browser landed where /debug/ring says its tab key goes',
+      `${first.ws} vs ${ex.backend}`);
 
     await page.fill('#text', 'hello from chromium');
-    await page.click('button');
-    await page.waitForFunction(() => document.getElementById('log').textContent.includes('echo: hello from chromium'),
+    await page.click('#send button');
+    await page.waitForFunction(() => document.getElementById('log').textContent.includes(': hello from chromium'),
       null, { timeout: 5000 }).then(() => {}, () => {});
     const log = await page.textContent('#log');
-    t.check(log.includes('sent: hello from chromium\necho: hello from chromium'), 'message echoed back', log);
-    t.check(!log.includes('closed:'), 'WebSocket still open after the echo', log);
+    t.check(log.includes(': hello from chromium'), 'message shown in the room', log);
+    const events = await page.textContent('#events');
+    t.check(!events.includes('closed:'), 'WebSocket still open after the message', events);
     await page.screenshot({ path: screenshot, fullPage: true });
     t.figure('screenshot', screenshot);
     t.check(consoleErrors.length === 0, 'no errors in the browser console', consoleErrors.join(' | '));
     await demo.stop();
-    const bad = demo.notable();
+    // Chromium keeps a spare connection open to an origin it expects more
+    // requests from (the page polls /demo/backends) and may never use it:
+    // the proxy closing it with 408 after handshake_timeout is no failure.
+    const bad = demo.notable().filter((l) => !/request head not received in time/.test(l));
     t.check(bad.length === 0, 'wsedge demo logged no warnings or failures', bad.join('\n'));
     await deflate(t, ctx);
     await heartbeats(t, ctx);

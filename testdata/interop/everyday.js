@@ -40,7 +40,7 @@ async function demo(t) {
     // no "< " prompt.
     const greet = /^(?:< )?(\{.*"backend":"(demo-\d)".*\})$/m.exec(w.stdout);
     t.check(w.code === 0 && greet !== null, 'wscat sees the demo backend\'s greeting', w.stdout + w.stderr);
-    t.check(/^(?:< )?hello from wscat$/m.test(w.stdout), 'wscat gets its message echoed', w.stdout);
+    t.check(/^(?:< )?\{"type":"chat".*"text":"hello from wscat"/m.test(w.stdout), 'wscat\'s message comes back from the room', w.stdout);
 
     const who = await run('curl', ['-s', '--max-time', '5', `http://${demoListen}/whoami`]);
     t.check(greet !== null && who.stdout.trim() === greet[2], 'curl /whoami lands on the same backend as wscat',
