@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"os/exec"
@@ -284,12 +285,61 @@ func spread(t *testing.T, addr string) (all []*chatConn, byBackend map[string][]
 	return all, byBackend
 }
 
-// TestDemoChat drives the demo as its page does: tabs on several backends
-// see each other's messages; a killed backend's tabs are told 1012 by the
-// proxy, reconnect to another backend, and the room carries on; a revived
-// backend serves again.
+// TestDemoChat drives the demo as its page does, with the backends fanning
+// out in process and through Redis: tabs on several backends see each
+// other's messages; a killed backend's tabs are told 1012 by the proxy,
+// reconnect to another backend, and the room carries on; a revived backend
+// serves again.
 func TestDemoChat(t *testing.T) {
-	d := startDemo(t)
+	tests := []struct {
+		name  string
+		redis bool
+	}{
+		{"in-process", false},
+		{"redis", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var args []string
+			if tt.redis {
+				args = append(args, "--redis", startRedis(t))
+			}
+			testDemoChat(t, startDemo(t, args...))
+		})
+	}
+}
+
+// startRedis runs redis-server on a free loopback port, with nothing
+// saved, until the test ends, and returns its address. It skips the test
+// when redis-server is not installed (.ci/run installs it).
+func startRedis(t *testing.T) string {
+	t.Helper()
+	if _, err := exec.LookPath("redis-server"); err != nil {
+		t.Skip("redis-server not installed (apt-get install redis-server): skipped")
+	}
+	addr := freePort(t)
+	_, port, _ := strings.Cut(addr, ":")
+	cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", port, "--save", "", "--appendonly", "no",
+		"--dir", t.TempDir(), "--loglevel", "warning")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+	waitFor(t, 10*time.Second, func() string {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return "redis-server not listening: " + err.Error()
+		}
+		c.Close()
+		return ""
+	})
+	return addr
+}
+
+func testDemoChat(t *testing.T, d *demoProc) {
 	all, byBackend := spread(t, d.listen)
 
 	all[0].say(t, "hello room")
