@@ -54,8 +54,6 @@ type cdpReply struct {
 	} `json:"error"`
 }
 
-var devtoolsLine = regexp.MustCompile(`DevTools listening on (ws://\S+)`)
-
 // startBrowser runs Chromium headless with a fresh profile and connects to
 // it; it is stopped at cleanup.
 func startBrowser(t *testing.T, path string) *browser {
@@ -73,6 +71,7 @@ func startBrowser(t *testing.T, path string) *browser {
 		t.Fatal(err)
 	}
 	b := &browser{cmd: cmd, done: make(chan struct{}), pending: make(map[int64]chan cdpReply)}
+	devtoolsLine := regexp.MustCompile(`DevTools listening on (ws://\S+)`)
 	urls := make(chan string, 1)
 	var logMu sync.Mutex
 	var log strings.Builder
