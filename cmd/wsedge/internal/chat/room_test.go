@@ -113,7 +113,9 @@ func TestHeartbeat(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := startServers(t, 1, func(int) Broker { return &Memory{} }, func(c *Config) {
-				c.PingInterval, c.PongTimeout = 100*time.Millisecond, 200*time.Millisecond
+				// A silent client goes after 0.8s; one that answers
+				// would need a 0.7s stall to be taken for silent.
+				c.PingInterval, c.PongTimeout = 100*time.Millisecond, 700*time.Millisecond
 			})[0]
 			var setup []func(*websocket.Conn)
 			if !tt.answers {
@@ -128,9 +130,9 @@ func TestHeartbeat(t *testing.T) {
 				if c.code != websocket.ClosePolicyViolation {
 					t.Errorf("closed with %d, want 1008", c.code)
 				}
-			case <-time.After(2 * time.Second):
+			case <-time.After(3 * time.Second):
 				if !tt.answers {
-					t.Fatal("a client answering no ping still connected after 2s")
+					t.Fatal("a client answering no ping still connected after 3s")
 				}
 			}
 		})
