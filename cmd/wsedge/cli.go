@@ -18,7 +18,7 @@ usage:
   wsedge check  --config proxy.toml     validate a config; exit 1 listing every problem
   wsedge route  --config proxy.toml KEY print which backend KEY routes to now, and why
   wsedge agent  --join HOST:PORT --advertise ADDR  run beside a backend and gossip it into the ring (--help: all flags)
-  wsedge demo                           run the proxy on 127.0.0.1:8080 with three echo backends
+  wsedge demo [--redis HOST:PORT]       run the proxy on 127.0.0.1:8080 in front of a three-backend chat room
   wsedge bench  MODE ...                WebSocket load generator: idle, echo, handshake; backend serves echo
   wsedge version                        print the version
 `

@@ -2,7 +2,7 @@
 // measures against: the equipment behind `wsedge bench` and the side-by-side
 // comparison with nginx, HAProxy and Caddy in testdata/bench.
 //
-// Four modes, each bounded in count and in time:
+// Five modes, each bounded in count and in time:
 //
 //   - Idle opens and holds N connections and reports what they cost the
 //     proxy in resident memory (summed VmRSS of the processes given).
@@ -11,6 +11,9 @@
 //     histogram, and messages per proxy CPU-second.
 //   - Handshake runs W workers that connect, upgrade, close, repeat, and
 //     reports handshakes per second and per proxy CPU-second.
+//   - Broadcast puts N clients in a chat room through the proxy, says a
+//     message every interval as one of them, and times each message from
+//     its send to its arrival at every client (p50, p99, max, missing).
 //   - Backend is the echo server the others talk to through the proxy. It
 //     echoes each frame as it arrives and reports its own CPU, so that a
 //     run can show the backend was not the bottleneck.
