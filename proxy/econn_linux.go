@@ -7,26 +7,28 @@ import (
 	"math/rand/v2"
 	"net"
 	"time"
-	"unsafe"
 
 	"github.com/gobwas/ws"
-	"github.com/wsedge/wsedge/proxy/wsframe"
 	"golang.org/x/sys/unix"
+
+	"github.com/wsedge/wsedge/proxy/evloop"
+	"github.com/wsedge/wsedge/proxy/looptls"
+	"github.com/wsedge/wsedge/proxy/wsframe"
 )
 
 // econn drives a relayed WebSocket from an event loop: non-blocking reads
 // and writes on the two sockets, a borrowed buffer only while bytes are in
 // flight, and timers on the loop's wheel. All its methods but requestClose
-// run on the loop's goroutine.
+// and abort run on the loop's goroutine.
 type econn struct {
 	relayConn
-	wheelEntry[econn]
+	evloop.WheelEntry[econn]
 	loop *loop
 	cfd  int32 // client socket
 	bfd  int32 // backend socket
 	// ctls and btls are the client's and the backend's TLS, through which
 	// their sides are read and written; nil for a peer on plain TCP.
-	ctls, btls *tlsSide
+	ctls, btls *looptls.Side
 
 	upf   flow // client to backend
 	downf flow // backend to client
@@ -93,7 +95,9 @@ func (c *econn) ends(d *flow) (src, dst int) {
 	return int(c.bfd), int(c.cfd)
 }
 
-func (c *econn) timer() *wheelEntry[econn] { return &c.wheelEntry }
+// Timer is the connection's entry on its loop's wheel: one deadline at a
+// time (nextDeadline), which Expire handles.
+func (c *econn) Timer() *evloop.WheelEntry[econn] { return &c.WheelEntry }
 
 // startEconn hands a handshaken connection pair to an event loop. The
 // net.Conns are given up: their sockets are duplicated into plain
@@ -121,7 +125,7 @@ func (s *Server) startEconn(l *loop, cfg *Config, rt route, client, backend net.
 	c.bytesUp.Add(int64(len(clientPending)))
 	c.bytesDown.Add(int64(len(backendPending)))
 	s.reg.add(c)
-	if !l.post(c.start) {
+	if !l.Post(c.start) {
 		unix.Close(cfd)
 		unix.Close(bfd)
 		s.reg.remove(c)
@@ -131,11 +135,11 @@ func (s *Server) startEconn(l *loop, cfg *Config, rt route, client, backend net.
 }
 
 // take makes bytes read during the handshake the flow's first input.
-func (d *flow) take(pool *bufPool, pending []byte) {
+func (d *flow) take(pool *evloop.BufPool, pending []byte) {
 	if len(pending) == 0 {
 		return
 	}
-	d.buf = pool.get()
+	d.buf = pool.Get()
 	d.inOff, d.inEnd = 0, int32(copy(*d.buf, pending))
 }
 
@@ -169,11 +173,6 @@ func detachFD(conn net.Conn) (int, error) {
 // start registers the sockets and relays what came with the handshakes.
 func (c *econn) start() { c.begin(false, false, false) }
 
-// relayInterest is what a relayed socket is registered for, once and for
-// good: edge-triggered reads and writes. No stall or resume changes it; the
-// flows remember what an edge told them.
-const relayInterest = unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET
-
 // begin relays from now on. registered says the loop did the handshake and
 // the sockets are in its epoll set with relayInterest already; else they
 // are added, and their first edges come at once if bytes are waiting.
@@ -183,12 +182,13 @@ func (c *econn) begin(registered, clientReadable, backendReadable bool) {
 	now := time.Now().UnixNano()
 	c.upf.readable, c.downf.readable = clientReadable, backendReadable
 	if registered {
-		c.loop.conns[c.cfd], c.loop.conns[c.bfd] = c, c
-	} else if err := c.loop.register(int(c.cfd), c, relayInterest); err != nil {
+		c.loop.Handle(int(c.cfd), c)
+		c.loop.Handle(int(c.bfd), c)
+	} else if err := c.loop.Register(int(c.cfd), c, relayInterest); err != nil {
 		c.finish(clientReadEnded(err), now)
 		c.teardown(now)
 		return
-	} else if err := c.loop.register(int(c.bfd), c, relayInterest); err != nil {
+	} else if err := c.loop.Register(int(c.bfd), c, relayInterest); err != nil {
 		c.finish(backendReadEnded(err), now)
 		c.teardown(now)
 		return
@@ -202,7 +202,7 @@ func (c *econn) begin(registered, clientReadable, backendReadable bool) {
 }
 
 func (c *econn) requestClose(e ending) {
-	c.loop.post(func() {
+	c.loop.Post(func() {
 		if c.gone {
 			return
 		}
@@ -212,21 +212,26 @@ func (c *econn) requestClose(e ending) {
 	})
 }
 
-func (c *econn) halt(now int64) {
+// Halt tears the connection down at once: the loop is stopping, or a
+// method of it panicked.
+func (c *econn) Halt(now int64) {
 	if !c.gone {
 		c.teardown(now)
 	}
 }
 
 func (c *econn) abort() {
-	c.loop.post(func() {
+	c.loop.Post(func() {
 		if !c.gone {
 			c.teardown(time.Now().UnixNano())
 		}
 	})
 }
 
-func (c *econn) onEvent(fd int, events uint32, now int64) {
+// OnEvent takes an edge of one of the two sockets: what it says of the
+// socket's source side and of its destination side goes to the flows, which
+// move on.
+func (c *econn) OnEvent(fd int, events uint32, now int64) {
 	if c.gone {
 		return
 	}
@@ -283,8 +288,8 @@ func (c *econn) drive(d *flow, now int64) {
 		if !d.readable || d.srcDone {
 			return
 		}
-		buf := c.loop.getBuf()
-		c.loop.queue(ioOp{c: c, d: d, kind: opRead, p: *buf, buf: buf})
+		buf := c.loop.GetBuf()
+		c.loop.queue(c, d, opRead, *buf, buf)
 		return
 	}
 }
@@ -293,9 +298,9 @@ func (c *econn) drive(d *flow, now int64) {
 // relayed bytes first, the proxy's own frames once between frames.
 func (c *econn) queueWrite(d *flow) {
 	if len(d.out) > 0 {
-		c.loop.queue(ioOp{c: c, d: d, kind: opWriteOut, p: d.out})
+		c.loop.queue(c, d, opWriteOut, d.out, nil)
 	} else {
-		c.loop.queue(ioOp{c: c, d: d, kind: opWriteOwn, p: *d.own})
+		c.loop.queue(c, d, opWriteOwn, *d.own, nil)
 	}
 }
 
@@ -303,22 +308,22 @@ func (c *econn) queueWrite(d *flow) {
 // drives the flow on.
 func (c *econn) completed(op *ioOp, now int64) {
 	if c.gone {
-		if op.buf != nil {
-			c.loop.putBuf(op.buf)
+		if op.Of.buf != nil {
+			c.loop.PutBuf(op.Of.buf)
 		}
 		return
 	}
-	d := op.d
+	d := op.Of.d
 	d.busy = false
-	switch op.kind {
+	switch op.Of.kind {
 	case opRead:
-		c.readDone(d, op.buf, op.n, op.err, now)
+		c.readDone(d, op.Of.buf, op.N, op.Err, now)
 	case opWriteOut:
-		c.outWritten(d, op.n, op.err, now)
+		c.outWritten(d, op.N, op.Err, now)
 	case opWriteOwn:
-		c.ownWritten(d, op.n, len(op.p), op.err, now)
+		c.ownWritten(d, op.N, len(op.P), op.Err, now)
 	}
-	if op.held && !d.dstDead {
+	if op.Of.held && !d.dstDead {
 		// The TLS client's socket did not take all the records: they wait
 		// in its transport, and d waits for the next writable edge.
 		d.blocked = true
@@ -356,7 +361,7 @@ func (c *econn) readDone(d *flow, buf *[]byte, n int, err error, now int64) {
 	default:
 		c.srcEnded(d, err, now)
 	}
-	c.loop.putBuf(buf)
+	c.loop.PutBuf(buf)
 }
 
 // frame passes d's input through its framer and decides about each step.
@@ -528,9 +533,9 @@ func (c *econn) settle(now int64) {
 	}
 	switch at := c.nextDeadline(); {
 	case at == 0:
-		c.loop.wheel.cancel(c)
-	case at != c.wheelEntry.at:
-		c.loop.wheel.schedule(c, at)
+		c.loop.wheel.Cancel(c)
+	case at != c.WheelEntry.At():
+		c.loop.wheel.Schedule(c, at)
 	}
 }
 
@@ -583,9 +588,9 @@ func earliest(a, b int64) int64 {
 	return a
 }
 
-// expire runs when a deadline passed: a stalled write, a missing pong, a
+// Expire runs when a deadline passed: a stalled write, a missing pong, a
 // heartbeat due, or the end of lingering.
-func (c *econn) expire(now int64) {
+func (c *econn) Expire(now int64) {
 	if c.gone {
 		return
 	}
@@ -620,15 +625,15 @@ func (c *econn) teardown(now int64) {
 	c.writeLast(&c.upf)
 	c.writeLast(&c.downf)
 	if c.ctls != nil && !c.downf.dstDead {
-		c.ctls.closeWrite()
+		c.ctls.CloseWrite()
 	}
 	if c.btls != nil && !c.upf.dstDead {
-		c.btls.closeWrite()
+		c.btls.CloseWrite()
 	}
 	c.gone = true
-	c.loop.wheel.cancel(c)
-	c.loop.unregister(int(c.cfd))
-	c.loop.unregister(int(c.bfd))
+	c.loop.wheel.Cancel(c)
+	c.loop.Unregister(int(c.cfd))
+	c.loop.Unregister(int(c.bfd))
 	unix.Close(int(c.cfd))
 	unix.Close(int(c.bfd))
 	for _, d := range [2]*flow{&c.upf, &c.downf} {
@@ -650,9 +655,9 @@ func (c *econn) writeLast(d *flow) {
 		return
 	}
 	_, dst := c.ends(d)
-	write := func(p []byte) (int, error) { return writeFD(dst, p) }
+	write := func(p []byte) (int, error) { return evloop.WriteFD(dst, p) }
 	if side := c.tlsOf(d, opWriteOut); side != nil {
-		write = side.write
+		write = side.Write
 	}
 	if len(d.out) > 0 {
 		if n, _ := write(d.out); n < len(d.out) {
@@ -668,7 +673,7 @@ func (c *econn) writeLast(d *flow) {
 // tlsOf returns the TLS through which an operation of kind on d goes:
 // the client's for reads from the client and writes to it, the backend's
 // for the others; nil when that end speaks plain TCP.
-func (c *econn) tlsOf(d *flow, kind opKind) *tlsSide {
+func (c *econn) tlsOf(d *flow, kind opKind) *looptls.Side {
 	if (d == &c.upf) == (kind == opRead) {
 		return c.ctls
 	}
@@ -680,10 +685,10 @@ func (c *econn) tlsOf(d *flow, kind opKind) *tlsSide {
 // owe encrypted bytes, and d waits for them to go.
 func (c *econn) flushed(d *flow, now int64) bool {
 	side := c.tlsOf(d, opWriteOut)
-	if side == nil || !side.tr.held() {
+	if side == nil || !side.Held() {
 		return true
 	}
-	done, err := side.tr.flush()
+	done, err := side.Flush()
 	if err != nil {
 		c.stalled(d, err, now)
 		return false
@@ -703,31 +708,8 @@ func (c *econn) release(d *flow) {
 		c.loop.stats.add(false, c.down.TakeFrames(), 0)
 	}
 	if d.buf != nil && d.inOff == d.inEnd && len(d.out) == 0 {
-		c.loop.putBuf(d.buf)
+		c.loop.PutBuf(d.buf)
 		d.buf, d.inOff, d.inEnd, d.out = nil, 0, 0, nil
-	}
-}
-
-func readFD(fd int, p []byte) (int, error)  { return rawIO(unix.SYS_READ, fd, p) }
-func writeFD(fd int, p []byte) (int, error) { return rawIO(unix.SYS_WRITE, fd, p) }
-
-// rawIO reads or writes with a raw system call: the sockets are
-// non-blocking, so a call never waits, and skipping the scheduler's
-// bookkeeping for a blocking call keeps the loop's thread and processor
-// together.
-func rawIO(sysno uintptr, fd int, p []byte) (int, error) {
-	if len(p) == 0 {
-		return 0, nil
-	}
-	for {
-		n, _, e := unix.RawSyscall(sysno, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
-		switch e {
-		case 0:
-			return int(n), nil
-		case unix.EINTR:
-			continue
-		}
-		return 0, e
 	}
 }
 

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"syscall"
+
+	"github.com/wsedge/wsedge/proxy/evloop"
 )
 
 // burstReader reads from a connection into buffers borrowed only once data
@@ -14,11 +16,11 @@ import (
 type burstReader struct {
 	conn    net.Conn
 	raw     syscall.RawConn // nil when conn is not a plain socket
-	pool    *bufPool
+	pool    *evloop.BufPool
 	pending []byte // bytes read before the relay started (handshake leftovers)
 }
 
-func newBurstReader(conn net.Conn, pool *bufPool, pending []byte) *burstReader {
+func newBurstReader(conn net.Conn, pool *evloop.BufPool, pending []byte) *burstReader {
 	r := &burstReader{conn: conn, pool: pool, pending: pending}
 	if sc, ok := conn.(syscall.Conn); ok {
 		if raw, err := sc.SyscallConn(); err == nil {
@@ -32,7 +34,7 @@ func newBurstReader(conn net.Conn, pool *bufPool, pending []byte) *burstReader {
 // caller gives back with pool.put once done with p. io.EOF when the peer
 // closed its side.
 func (r *burstReader) read() (buf *[]byte, p []byte, err error) {
-	buf = r.pool.get()
+	buf = r.pool.Get()
 	if len(r.pending) > 0 {
 		n := copy(*buf, r.pending)
 		r.pending = r.pending[n:]
@@ -42,13 +44,13 @@ func (r *burstReader) read() (buf *[]byte, p []byte, err error) {
 		n, err := r.conn.Read(*buf)
 		return r.result(buf, n, err)
 	}
-	r.pool.put(buf)
+	r.pool.Put(buf)
 	buf = nil
 	var n int
 	var rerr error
 	err = r.raw.Read(func(fd uintptr) bool {
 		if buf == nil {
-			buf = r.pool.get()
+			buf = r.pool.Get()
 		}
 		for {
 			n, rerr = syscall.Read(int(fd), *buf)
@@ -58,7 +60,7 @@ func (r *burstReader) read() (buf *[]byte, p []byte, err error) {
 		}
 		if rerr == syscall.EAGAIN {
 			// Nothing yet: give the buffer back while we wait.
-			r.pool.put(buf)
+			r.pool.Put(buf)
 			buf = nil
 			return false
 		}
@@ -75,7 +77,7 @@ func (r *burstReader) result(buf *[]byte, n int, err error) (*[]byte, []byte, er
 		return buf, (*buf)[:n], nil
 	}
 	if buf != nil {
-		r.pool.put(buf)
+		r.pool.Put(buf)
 	}
 	if err == nil {
 		err = io.EOF // a read of 0 bytes without an error: the peer closed

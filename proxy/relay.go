@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
-	"github.com/wsedge/wsedge/proxy/wsframe"
 	"go.uber.org/zap"
+
+	"github.com/wsedge/wsedge/proxy/wsframe"
 )
 
 const (

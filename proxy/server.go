@@ -17,6 +17,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
+
+	"github.com/wsedge/wsedge/proxy/evloop"
 )
 
 // Server is the proxy: it takes clients from a listener, routes each to its
@@ -27,7 +29,7 @@ type Server struct {
 	log     *zap.Logger
 	router  *router
 	members memberSource
-	pool    *bufPool
+	pool    *evloop.BufPool
 	reg     *registry
 	places  *placements
 	mig     *migrator
@@ -110,7 +112,7 @@ func New(cfg Config, members memberSource, opts ...Option) *Server {
 		log:       zap.NewNop(),
 		router:    newRouter(cfg, members.Snapshot()),
 		members:   members,
-		pool:      newBufPool(),
+		pool:      evloop.NewBufPool(),
 		reg:       newRegistry(),
 		places:    newPlacements(placementCap),
 		sessions:  newPlacements(sessionCap),

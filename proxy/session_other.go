@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
 	"github.com/wsedge/wsedge/proxy/wsframe"
 )
 
@@ -136,7 +137,7 @@ func (s *session) pumpUp() ending {
 		s.bytesUp.Add(int64(len(p)))
 		e, done := s.relayUp(p, now)
 		s.srv.stats.add(true, s.up.TakeFrames(), uint64(len(p)))
-		s.srv.pool.put(buf)
+		s.srv.pool.Put(buf)
 		if done {
 			return e
 		}
@@ -180,7 +181,7 @@ func (s *session) pumpDown() ending {
 		s.bytesDown.Add(int64(len(p)))
 		e, done := s.relayDown(p)
 		s.srv.stats.add(false, s.down.TakeFrames(), uint64(len(p)))
-		s.srv.pool.put(buf)
+		s.srv.pool.Put(buf)
 		if done {
 			return e
 		}

@@ -16,7 +16,9 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/wsedge/wsedge/proxy/evloop"
 	"github.com/wsedge/wsedge/proxy/http1"
+	"github.com/wsedge/wsedge/proxy/looptls"
 	"github.com/wsedge/wsedge/upstream"
 )
 
@@ -42,7 +44,7 @@ func (u *upgrade) dial(backend netip.AddrPort) {
 		return
 	}
 	u.phase = phConnect
-	if err := u.loop.register(fd, u, relayInterest); err != nil {
+	if err := u.loop.Register(fd, u, relayInterest); err != nil {
 		u.dialFailed(err)
 	}
 }
@@ -62,7 +64,7 @@ func (u *upgrade) resolve() {
 	u.srv.resolving.Go(func() {
 		defer cancel()
 		ips, err := net.DefaultResolver.LookupNetIP(ctx, "ip", host)
-		u.loop.post(func() { u.resolved(ips, uint16(p), err) })
+		u.loop.Post(func() { u.resolved(ips, uint16(p), err) })
 	})
 }
 
@@ -99,7 +101,7 @@ func (u *upgrade) connected(failed bool) {
 		}
 		if len(u.others) > 0 && upstream.LocalFailure(err) == "" {
 			// The name has other addresses: try the next.
-			u.loop.unregister(u.bfd)
+			u.loop.Unregister(u.bfd)
 			unix.Close(u.bfd)
 			u.bfd = -1
 			next := u.others[0]
@@ -125,38 +127,34 @@ func (u *upgrade) startBackendHandshake(tc *tls.Config) {
 		tc = tc.Clone() // server_name defaults to the backend's host
 		tc.ServerName, _, _ = net.SplitHostPort(u.rt.backend)
 	}
-	sa, _ := unix.Getpeername(u.bfd)
-	tr := &tlsTransport{fd: u.bfd, peer: sockaddrTCP(sa), waiting: true, deadline: u.deadline(),
-		stop: u.srv.poll.handshakes.stopFD()}
+	fd := u.bfd
 	u.phase = phBackendTLS
-	u.loop.upgrades.cancel(u)
-	job := func() {
-		c := tls.Client(tr, tc)
-		err := c.Handshake()
-		tr.waiting = false
-		if !u.loop.post(func() { u.backendHandshakeDone(c, tr, err) }) {
-			unix.Close(tr.fd) // the loop stopped: nobody else will
+	u.loop.upgrades.Cancel(u)
+	done := func(side *looptls.Side, err error) {
+		if !u.loop.Post(func() { u.backendHandshakeDone(fd, side, err) }) {
+			unix.Close(fd) // the loop stopped: nobody else will
 		}
 	}
-	if !u.srv.poll.handshakes.submit(job) {
+	if !u.srv.poll.handshakes.Client(fd, evloop.PeerAddr(fd), tc, u.deadline(), done) {
 		u.phase = phConnect
 		u.refuse(hsOverLimit, &handshakeError{status: http.StatusServiceUnavailable, msg: "proxy busy with TLS handshakes; try again later"})
 	}
 }
 
-// backendHandshakeDone takes the backend's socket back from the worker.
-func (u *upgrade) backendHandshakeDone(c *tls.Conn, tr *tlsTransport, err error) {
+// backendHandshakeDone takes the backend's socket, fd, back from the
+// worker.
+func (u *upgrade) backendHandshakeDone(fd int, side *looptls.Side, err error) {
 	u.phase = phConnect
 	switch {
 	case u.halted:
-		unix.Close(tr.fd)
+		unix.Close(fd)
 		return
 	case err != nil:
 		u.dialFailed(err)
 		return
 	}
-	u.btls = &tlsSide{conn: c, tr: tr}
-	u.loop.upgrades.schedule(u, u.deadline())
+	u.btls = side
+	u.loop.upgrades.Schedule(u, u.deadline())
 	u.send()
 }
 
@@ -196,9 +194,9 @@ func (u *upgrade) readResponse() {
 // readResponseOnce reads the backend's answer once: its head, or the rest
 // of a refusal's body. It reports whether to read again.
 func (u *upgrade) readResponseOnce() bool {
-	read := readFD
+	read := evloop.ReadFD
 	if u.btls != nil {
-		read = func(_ int, p []byte) (int, error) { return u.btls.read(p) }
+		read = func(_ int, p []byte) (int, error) { return u.btls.Read(p) }
 	}
 	n, err := read(u.bfd, (*u.buf)[u.n:])
 	if errors.Is(err, unix.EAGAIN) {
@@ -306,8 +304,8 @@ func (u *upgrade) answer(end int) {
 // sockets.
 func (u *upgrade) established(backendPending []byte, extensions bool) {
 	s, l := u.srv, u.loop
-	l.upgrades.cancel(u)
-	l.putBuf(u.buf)
+	l.upgrades.Cancel(u)
+	l.PutBuf(u.buf)
 	u.buf = nil
 	c := &econn{loop: l, cfd: int32(u.cfd), bfd: int32(u.bfd), ctls: u.tls, btls: u.btls}
 	c.init(s, &u.t.cfg, u.rt, extensions)

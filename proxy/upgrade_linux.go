@@ -13,7 +13,9 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/wsedge/wsedge/proxy/evloop"
 	"github.com/wsedge/wsedge/proxy/http1"
+	"github.com/wsedge/wsedge/proxy/looptls"
 )
 
 // upgradePhase is where an upgrade stands.
@@ -47,14 +49,14 @@ const (
 // All its methods run on the loop's goroutine, but for the TLS handshake,
 // which a worker does while the loop leaves the upgrade alone.
 type upgrade struct {
-	wheelEntry[upgrade]
+	evloop.WheelEntry[upgrade]
 	srv      *Server
 	loop     *loop
 	cfd, bfd int // bfd is -1 until dialed
 	peer     netip.AddrPort
 	mode     *clientMode      // what the client speaks before HTTP; nil for plain HTTP
-	tls      *tlsSide         // the client's TLS, once its handshake is done
-	btls     *tlsSide         // the backend's TLS, with [upstream_tls], once its handshake is done
+	tls      *looptls.Side    // the client's TLS, once its handshake is done
+	btls     *looptls.Side    // the backend's TLS, with [upstream_tls], once its handshake is done
 	others   []netip.AddrPort // the backend name's other addresses, to try when a connect fails
 	phase    upgradePhase
 	started  int64
@@ -87,7 +89,8 @@ type upgrade struct {
 	left int64 // refusal body bytes still to relay; -1 until the backend closes
 }
 
-func (u *upgrade) timer() *wheelEntry[upgrade] { return &u.wheelEntry }
+// Timer is the upgrade's entry on its loop's wheel of handshake deadlines.
+func (u *upgrade) Timer() *evloop.WheelEntry[upgrade] { return &u.WheelEntry }
 
 // acceptUpgrade hands a freshly accepted connection to an event loop for
 // its handshake. It reports false when the loops cannot take it, and the
@@ -111,7 +114,7 @@ func (s *Server) acceptUpgrade(conn net.Conn) bool {
 		return true
 	}
 	u := &upgrade{srv: s, loop: l, cfd: fd, bfd: -1, peer: peer, started: time.Now().UnixNano()}
-	if !l.post(u.start) {
+	if !l.Post(u.start) {
 		unix.Close(fd)
 	}
 	return true
@@ -122,7 +125,7 @@ func (s *Server) acceptUpgrade(conn net.Conn) bool {
 // follows need no change of interest.
 
 func (u *upgrade) start() {
-	if err := u.loop.register(u.cfd, u, relayInterest); err != nil {
+	if err := u.loop.Register(u.cfd, u, relayInterest); err != nil {
 		u.close()
 		return
 	}
@@ -135,7 +138,7 @@ func (u *upgrade) start() {
 	default:
 		u.phase = phRequest
 	}
-	u.loop.upgrades.schedule(u, u.deadline())
+	u.loop.upgrades.Schedule(u, u.deadline())
 }
 
 // deadline is when the handshake must be done: handshake_timeout after
@@ -144,18 +147,18 @@ func (u *upgrade) deadline() int64 {
 	return u.started + int64(u.srv.router.table().cfg.HandshakeTimeout)
 }
 
-// halt closes the upgrade: the loop is stopping. A worker in a TLS
+// Halt closes the upgrade: the loop is stopping. A worker in a TLS
 // handshake still uses its socket, so it closes that one once done.
-func (u *upgrade) halt(int64) {
+func (u *upgrade) Halt(int64) {
 	switch u.phase {
 	case phHandshake:
 		u.halted = true
-		u.loop.unregister(u.cfd)
+		u.loop.Unregister(u.cfd)
 		u.cfd = -1 // the worker's now
 		u.close()
 	case phBackendTLS:
 		u.halted = true
-		u.loop.unregister(u.bfd)
+		u.loop.Unregister(u.bfd)
 		u.bfd = -1 // the worker's now
 		u.close()
 	default:
@@ -167,7 +170,9 @@ func (u *upgrade) halt(int64) {
 // upgrade's sockets: the loop leaves both alone until it is done.
 func (u *upgrade) withWorker() bool { return u.phase == phHandshake || u.phase == phBackendTLS }
 
-func (u *upgrade) onEvent(fd int, events uint32, now int64) {
+// OnEvent takes an edge of the client's or the backend's socket and
+// moves the phase it concerns on.
+func (u *upgrade) OnEvent(fd int, events uint32, now int64) {
 	if u.cfd < 0 || u.withWorker() {
 		return // the handshake reads what comes; the rest waits for it
 	}
@@ -183,7 +188,7 @@ func (u *upgrade) onEvent(fd int, events uint32, now int64) {
 			return
 		}
 	}
-	if out && (len(u.out) > 0 || u.outSide() != nil && u.outSide().tr.held()) && (fd == u.cfd) == u.toClient {
+	if out && (len(u.out) > 0 || u.outSide() != nil && u.outSide().Held()) && (fd == u.cfd) == u.toClient {
 		u.write()
 		if u.cfd < 0 {
 			return
@@ -203,9 +208,9 @@ func (u *upgrade) onEvent(fd int, events uint32, now int64) {
 	}
 }
 
-// expire ends a handshake that took longer than handshake_timeout: a slow
+// Expire ends a handshake that took longer than handshake_timeout: a slow
 // client (slowloris) is cut, a slow backend answered with 504.
-func (u *upgrade) expire(now int64) {
+func (u *upgrade) Expire(now int64) {
 	if u.cfd < 0 {
 		return
 	}
@@ -227,7 +232,7 @@ func (u *upgrade) expire(now int64) {
 
 // outSide is the TLS out goes through: the client's or the backend's;
 // nil when that peer speaks plain TCP.
-func (u *upgrade) outSide() *tlsSide {
+func (u *upgrade) outSide() *looptls.Side {
 	if u.toClient {
 		return u.tls
 	}
@@ -244,7 +249,7 @@ func (u *upgrade) write() {
 	if u.toClient {
 		fd = u.cfd
 	}
-	n, err := writeFD(fd, u.out)
+	n, err := evloop.WriteFD(fd, u.out)
 	u.out = u.out[n:]
 	switch {
 	case err != nil && !errors.Is(err, unix.EAGAIN):
@@ -274,7 +279,7 @@ func (u *upgrade) refuse(result string, he *handshakeError) {
 		zap.String("reason", he.msg), zap.Error(he.err))
 	u.releaseReservation()
 	if u.bfd >= 0 {
-		u.loop.unregister(u.bfd)
+		u.loop.Unregister(u.bfd)
 		unix.Close(u.bfd)
 		u.bfd = -1
 	}
@@ -288,7 +293,7 @@ func (u *upgrade) refuse(result string, he *handshakeError) {
 	u.phase, u.out, u.toClient = phAnswer, errorAnswer(he.status, he.msg, extra), true
 	u.then = u.close
 	// A client that does not take the answer is not waited for long.
-	u.loop.upgrades.schedule(u, time.Now().UnixNano()+int64(time.Second))
+	u.loop.upgrades.Schedule(u, time.Now().UnixNano()+int64(time.Second))
 	u.write()
 }
 
@@ -308,7 +313,7 @@ func (u *upgrade) handOff() {
 		prefix = append(prefix, (*u.buf)[:u.n]...)
 	}
 	fd := u.cfd
-	u.loop.release(fd)
+	u.loop.Release(fd)
 	u.cfd = -1
 	u.closeBackendAndBuffer()
 	f := os.NewFile(uintptr(fd), "client")
@@ -319,8 +324,7 @@ func (u *upgrade) handOff() {
 	}
 	if u.tls != nil {
 		// The HTTP server reads the records through Go's socket now.
-		u.tls.tr.nc = conn
-		conn = u.tls.conn
+		conn = u.tls.HandOff(conn)
 	}
 	u.srv.front.Load().ln.handOver(newStrictConn(u.srv, conn, prefix))
 }
@@ -329,7 +333,7 @@ func (u *upgrade) handOff() {
 func (u *upgrade) close() {
 	u.releaseReservation()
 	if u.cfd >= 0 {
-		u.loop.unregister(u.cfd)
+		u.loop.Unregister(u.cfd)
 		unix.Close(u.cfd)
 		u.cfd = -1
 	}
@@ -337,14 +341,14 @@ func (u *upgrade) close() {
 }
 
 func (u *upgrade) closeBackendAndBuffer() {
-	u.loop.upgrades.cancel(u)
+	u.loop.upgrades.Cancel(u)
 	if u.bfd >= 0 {
-		u.loop.unregister(u.bfd)
+		u.loop.Unregister(u.bfd)
 		unix.Close(u.bfd)
 		u.bfd = -1
 	}
 	if u.buf != nil {
-		u.loop.putBuf(u.buf)
+		u.loop.PutBuf(u.buf)
 		u.buf = nil
 	}
 }

@@ -5,7 +5,6 @@ package proxy
 import (
 	"bytes"
 	"crypto/sha1"
-	"crypto/tls"
 	"encoding/base64"
 	"errors"
 	"net"
@@ -17,7 +16,9 @@ import (
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
 
+	"github.com/wsedge/wsedge/proxy/evloop"
 	"github.com/wsedge/wsedge/proxy/http1"
+	"github.com/wsedge/wsedge/proxy/looptls"
 )
 
 // readProxy reads the PROXY protocol header a load balancer in front sends
@@ -68,9 +69,9 @@ func (u *upgrade) readProxy() {
 // readPartial reads what the client sent into u.partial. It reports false
 // when nothing came, or the connection ended (and was closed).
 func (u *upgrade) readPartial() bool {
-	buf := u.loop.getBuf()
-	defer u.loop.putBuf(buf)
-	n, err := readFD(u.cfd, *buf)
+	buf := u.loop.GetBuf()
+	defer u.loop.PutBuf(buf)
+	n, err := evloop.ReadFD(u.cfd, *buf)
 	switch {
 	case errors.Is(err, unix.EAGAIN):
 		return false
@@ -93,67 +94,61 @@ func (u *upgrade) drop(why string, err error) {
 
 // startHandshake gives the TLS handshake to a worker of the pool, now that
 // the ClientHello is there: the loop leaves the socket alone until the
-// worker is done.
+// worker is done, and takes it back with the client's TLS, through which
+// it then reads and writes.
 func (u *upgrade) startHandshake() {
-	tr := &tlsTransport{fd: u.cfd, peer: net.TCPAddrFromAddrPort(u.peer), prefix: u.partial,
-		waiting: true, deadline: u.deadline(), stop: u.srv.poll.handshakes.stopFD()}
+	fd, prefix := u.cfd, u.partial
 	u.partial = nil
 	u.phase = phHandshake
-	u.loop.upgrades.cancel(u)
-	if !u.srv.poll.handshakes.submit(func() { u.handshake(tr) }) {
+	u.loop.upgrades.Cancel(u)
+	done := func(side *looptls.Side, err error) {
+		if !u.loop.Post(func() { u.handshakeDone(fd, side, err) }) {
+			unix.Close(fd) // the loop stopped: nobody else will
+		}
+	}
+	if !u.srv.poll.handshakes.Server(fd, net.TCPAddrFromAddrPort(u.peer), prefix, u.mode.tls, u.deadline(), done) {
 		u.phase = phTLS
 		u.drop("TLS handshakes queue full", nil)
 	}
 }
 
-// handshake runs on a worker: the TLS handshake, waiting for the socket
-// as long as handshake_timeout allows, then back to the loop.
-func (u *upgrade) handshake(tr *tlsTransport) {
-	tc := tls.Server(tr, u.mode.tls)
-	err := tc.Handshake()
-	tr.waiting = false
-	if !u.loop.post(func() { u.handshakeDone(tc, tr, err) }) {
-		unix.Close(tr.fd) // the loop stopped: nobody else will
-	}
-}
-
-// handshakeDone takes the connection back from the worker.
-func (u *upgrade) handshakeDone(tc *tls.Conn, tr *tlsTransport, err error) {
+// handshakeDone takes socket fd back from the worker.
+func (u *upgrade) handshakeDone(fd int, side *looptls.Side, err error) {
 	u.phase = phTLS
 	switch {
 	case u.halted:
-		unix.Close(tr.fd)
+		unix.Close(fd)
 		return
 	case err != nil:
 		u.srv.log.Debug("TLS handshake failed", zap.Stringer("remote", u.peer), zap.Error(err))
 		u.close()
 		return
 	}
-	u.tls = &tlsSide{conn: tc, tr: tr}
+	u.tls = side
 	u.phase = phRequest
-	u.loop.upgrades.schedule(u, u.deadline())
+	u.loop.upgrades.Schedule(u, u.deadline())
 	u.readRequest() // the handshake may have read the request already
 }
 
 // readClient reads what the client sent, decrypted if it speaks TLS.
 func (u *upgrade) readClient(p []byte) (int, error) {
 	if u.tls != nil {
-		return u.tls.read(p)
+		return u.tls.Read(p)
 	}
-	return readFD(u.cfd, p)
+	return evloop.ReadFD(u.cfd, p)
 }
 
 // writeTLS writes out through side, then runs then once the socket has
 // taken all of it.
-func (u *upgrade) writeTLS(side *tlsSide) {
+func (u *upgrade) writeTLS(side *looptls.Side) {
 	var err error
 	if len(u.out) > 0 {
-		_, err = side.write(u.out)
+		_, err = side.Write(u.out)
 		u.out = nil
 	}
 	done := false
 	if err == nil {
-		done, err = side.tr.flush()
+		done, err = side.Flush()
 	}
 	switch {
 	case err != nil && u.toClient:
@@ -178,14 +173,14 @@ func (u *upgrade) writeTLS(side *tlsSide) {
 // edge announces them.
 func (u *upgrade) readRequest() {
 	for u.cfd >= 0 && u.phase == phRequest && u.buf == nil {
-		buf := u.loop.getBuf()
+		buf := u.loop.GetBuf()
 		n, err := u.readClient((*buf)[:len(*buf)-len(u.partial)])
 		switch {
 		case errors.Is(err, unix.EAGAIN):
-			u.loop.putBuf(buf)
+			u.loop.PutBuf(buf)
 			return
 		case err != nil || n == 0:
-			u.loop.putBuf(buf)
+			u.loop.PutBuf(buf)
 			u.srv.metrics.handshake(hsClientFailed)
 			u.close()
 			return
@@ -198,7 +193,7 @@ func (u *upgrade) readRequest() {
 			}
 		}
 		u.partial = append(u.partial, (*buf)[:n]...)
-		u.loop.putBuf(buf)
+		u.loop.PutBuf(buf)
 		u.takeRequest()
 		if u.tls == nil {
 			return // the next edge brings more
@@ -217,7 +212,7 @@ func (u *upgrade) takeRequest() {
 	case err != nil:
 		u.refuseHead(err)
 		return
-	case end == 0 && len(u.partial) <= limit && len(u.partial) < burstSize:
+	case end == 0 && len(u.partial) <= limit && len(u.partial) < evloop.BurstSize:
 		return
 	case end == 0 && len(u.partial) <= limit:
 		// A head the limit allows, longer than a loop buffer: the HTTP
@@ -225,7 +220,7 @@ func (u *upgrade) takeRequest() {
 		u.handOff()
 		return
 	}
-	u.buf = u.loop.getBuf()
+	u.buf = u.loop.GetBuf()
 	u.n = copy(*u.buf, u.partial)
 	u.partial = nil
 	u.takeHead()

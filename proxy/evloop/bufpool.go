@@ -1,20 +1,24 @@
-package proxy
+package evloop
 
 import (
 	"sync"
 )
 
-// burstSize is the read buffer borrowed while a connection has data. It
+// BurstSize is the read buffer borrowed while a connection has data. It
 // bounds the memory a busy relay direction holds and the size of its writes.
-const burstSize = 32 << 10
+const BurstSize = 32 << 10
 
-// bufPool lends read buffers for the duration of a burst, so that an idle
-// connection holds none.
-type bufPool struct{ p sync.Pool }
+// BufPool lends read buffers of BurstSize bytes for the duration of a
+// burst, so that an idle connection holds none. Safe for concurrent use.
+type BufPool struct{ p sync.Pool }
 
-func newBufPool() *bufPool {
-	return &bufPool{p: sync.Pool{New: func() any { b := make([]byte, burstSize); return &b }}}
+// NewBufPool returns an empty pool.
+func NewBufPool() *BufPool {
+	return &BufPool{p: sync.Pool{New: func() any { b := make([]byte, BurstSize); return &b }}}
 }
 
-func (p *bufPool) get() *[]byte  { return p.p.Get().(*[]byte) }
-func (p *bufPool) put(b *[]byte) { p.p.Put(b) }
+// Get lends a buffer.
+func (p *BufPool) Get() *[]byte { return p.p.Get().(*[]byte) }
+
+// Put takes a buffer back.
+func (p *BufPool) Put(b *[]byte) { p.p.Put(b) }

@@ -1,41 +1,37 @@
 //go:build linux
 
-package proxy
+package evloop
 
 import (
-	"context"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
-
-	"github.com/wsedge/wsedge/upstream"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // countingConn counts the events a loop dispatches to it.
 type countingConn struct{ events atomic.Int32 }
 
-func (c *countingConn) onEvent(int, uint32, int64) { c.events.Add(1) }
-func (c *countingConn) halt(int64)                 {}
+func (c *countingConn) OnEvent(int, uint32, int64) { c.events.Add(1) }
+func (c *countingConn) Halt(int64)                 {}
 
 // runLoop starts an event loop of its own, stopped at cleanup.
-func runLoop(t *testing.T) *loop {
+func runLoop(t *testing.T) *Loop {
 	t.Helper()
-	srv := New(Config{}, upstream.NewSet(nil))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Shutdown(ctx)
-	})
-	l, err := newLoop(srv)
+	l, err := New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	done := make(chan struct{})
-	go func() { defer close(done); l.run() }()
+	go func() { defer close(done); l.Run() }()
 	t.Cleanup(func() {
-		l.post(l.stop)
+		l.Post(l.Stop)
 		select {
 		case <-done:
 		case <-time.After(5 * time.Second):
@@ -46,10 +42,10 @@ func runLoop(t *testing.T) *loop {
 }
 
 // onLoop runs f on l's goroutine and returns what it returns.
-func onLoop[T any](t *testing.T, l *loop, f func() T) T {
+func onLoop[T any](t *testing.T, l *Loop, f func() T) T {
 	t.Helper()
 	got := make(chan T, 1)
-	if !l.post(func() { got <- f() }) {
+	if !l.Post(func() { got <- f() }) {
 		t.Fatal("loop stopped")
 	}
 	select {
@@ -94,7 +90,7 @@ func TestLoopDescriptorTableShrinks(t *testing.T) {
 	// table slot, readable when the test writes to the eventfd.
 	stay := &countingConn{}
 	stayFD := dupFrom(t, ev, 0)
-	if err := onLoop(t, l, func() error { return l.register(stayFD, stay, unix.EPOLLIN|unix.EPOLLET) }); err != nil {
+	if err := onLoop(t, l, func() error { return l.Register(stayFD, stay, unix.EPOLLIN|unix.EPOLLET) }); err != nil {
 		t.Fatal(err)
 	}
 	burstFDs := make([]int, burst)
@@ -104,7 +100,7 @@ func TestLoopDescriptorTableShrinks(t *testing.T) {
 	keepFD := dupFrom(t, ev, burstFDs[burst-1]+1) // above the whole burst
 	err = onLoop(t, l, func() error {
 		for _, fd := range append(burstFDs, keepFD) {
-			if err := l.register(fd, &countingConn{}, unix.EPOLLIN|unix.EPOLLET); err != nil {
+			if err := l.Register(fd, &countingConn{}, unix.EPOLLIN|unix.EPOLLET); err != nil {
 				return err
 			}
 		}
@@ -113,7 +109,7 @@ func TestLoopDescriptorTableShrinks(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	full := onLoop(t, l, func() int { return len(l.conns) })
+	full := onLoop(t, l, func() int { return len(l.handlers) })
 	if full <= burst {
 		t.Fatalf("table of %d slots for %d descriptors", full, burst)
 	}
@@ -122,20 +118,20 @@ func TestLoopDescriptorTableShrinks(t *testing.T) {
 	// the loop's look at its table, at the end of that turn, keeps it all.
 	onLoop(t, l, func() int {
 		for _, fd := range burstFDs {
-			l.unregister(fd)
+			l.Unregister(fd)
 		}
 		return 0
 	})
-	if n := onLoop(t, l, func() int { return len(l.conns) }); n != full {
+	if n := onLoop(t, l, func() int { return len(l.handlers) }); n != full {
 		t.Fatalf("table cut from %d to %d slots under a live descriptor %d", full, n, keepFD)
 	}
 
 	// It goes too, too soon after that look for another: the loop, idle
 	// from then on, wakes to look again by itself.
-	onLoop(t, l, func() int { l.unregister(keepFD); return 0 })
+	onLoop(t, l, func() int { l.Unregister(keepFD); return 0 })
 	time.Sleep(2*trimEvery + time.Second)
-	n := onLoop(t, l, func() int { return len(l.conns) })
-	if n > 2*minConnTable || n <= stayFD {
+	n := onLoop(t, l, func() int { return len(l.handlers) })
+	if n > 2*minTable || n <= stayFD {
 		t.Fatalf("table of %d slots (%d at the burst's height) with one descriptor, %d, registered", n, full, stayFD)
 	}
 	t.Logf("table: %d slots at the burst's height, %d after it", full, n)
@@ -155,7 +151,7 @@ func TestLoopDescriptorTableShrinks(t *testing.T) {
 }
 
 // The table is halved only while nothing is registered above its first
-// quarter, and never below minConnTable.
+// quarter, and never below minTable.
 func TestTrimConns(t *testing.T) {
 	tests := []struct {
 		name      string
@@ -173,16 +169,16 @@ func TestTrimConns(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := &loop{conns: make([]loopConn, tt.give), trimDue: true}
+			l := &Loop{handlers: make([]Handler, tt.give), trimDue: true}
 			c := &countingConn{}
 			if tt.top > 0 {
-				l.conns[tt.top-1], l.conns[0] = c, c
+				l.handlers[tt.top-1], l.handlers[0] = c, c
 			}
-			l.trimConns(1)
-			if len(l.conns) != tt.want {
-				t.Fatalf("%d slots with descriptor %d registered: trimmed to %d, want %d", tt.give, tt.top-1, len(l.conns), tt.want)
+			l.trimHandlers(1)
+			if len(l.handlers) != tt.want {
+				t.Fatalf("%d slots with descriptor %d registered: trimmed to %d, want %d", tt.give, tt.top-1, len(l.handlers), tt.want)
 			}
-			if tt.top > 0 && (l.conns[tt.top-1] != loopConn(c) || l.conns[0] != loopConn(c)) {
+			if tt.top > 0 && (l.handlers[tt.top-1] != Handler(c) || l.handlers[0] != Handler(c)) {
 				t.Fatal("trimming lost a registered descriptor")
 			}
 			if l.trimDue || l.trimmed != 1 {

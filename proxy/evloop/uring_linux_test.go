@@ -1,21 +1,14 @@
 //go:build linux
 
-package proxy
+package evloop
 
 import (
 	"bytes"
-	"context"
 	"errors"
-	"fmt"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/gorilla/websocket"
 	"golang.org/x/sys/unix"
-
-	"github.com/wsedge/wsedge/upstream"
-	"github.com/wsedge/wsedge/upstream/upstreamtest"
 )
 
 // ringOrSkip is a ring, or a skip where the kernel has none to give.
@@ -119,111 +112,115 @@ func TestIORingNeverWaits(t *testing.T) {
 	}
 }
 
-// A ring that fails in the middle of a turn is set aside: that turn's
-// operations and the next ones are done with plain system calls.
+// A ring that fails in the middle of a batch is set aside: that batch's
+// operations and the next ones are done with plain system calls, and an
+// operation marked done beforehand is left alone.
 func TestRingFailureFallsBack(t *testing.T) {
-	srv := New(Config{}, upstream.NewSet(nil))
-	defer srv.Shutdown(context.Background())
-	l, err := newLoop(srv)
+	l, err := New(nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer unix.Close(l.epfd)
 	defer unix.Close(l.wake)
 	if l.ring == nil {
-		t.Skip("no io_uring here")
+		t.Skipf("no io_uring here: %v", l.RingErr())
 	}
 	fd := l.ring.fd
 	l.ring.fd = -1 // every call on it fails
 	defer unix.Close(fd)
-	// Each econn's two descriptors are the ends of one socket pair: what
-	// goes to one comes out of the other.
-	var conns []*econn
-	for range 3 {
-		a, b := socketPair(t)
-		c := &econn{loop: l, cfd: int32(a), bfd: int32(b)}
-		conns = append(conns, c)
+	var ends [3][2]int // each a socket pair: what goes to one comes out of the other
+	for i := range ends {
+		ends[i][0], ends[i][1] = socketPair(t)
 	}
 	msg := []byte("through the fallback")
-	ops := []ioOp{
-		{c: conns[0], d: &conns[0].upf, kind: opWriteOut, p: msg}, // client to backend
-		{c: conns[1], d: &conns[1].downf, kind: opWriteOut, p: msg},
-		{c: conns[2], d: &conns[2].upf, kind: opWriteOwn, p: msg},
+	ops := []IO[int]{
+		{FD: ends[0][0], Write: true, P: msg, Of: 0},
+		{FD: ends[1][0], Write: true, P: msg, Of: 1, Done: true, Err: errSkippedHere}, // dropped while it waited
+		{FD: ends[2][0], Write: true, P: msg, Of: 2},
 	}
-	conns[1].downf.dstDead = true // dropped while it waited: not written
-	l.perform(ops)
+	Do(l, ops)
 	if l.ring != nil {
 		t.Fatal("the failed ring is still in use")
 	}
 	for i, op := range ops {
 		switch {
+		case op.Of != i:
+			t.Errorf("op %d came back as %d", i, op.Of)
 		case i == 1:
-			if !errors.Is(op.err, errSkipped) {
-				t.Errorf("op %d, dropped: %d, %v, want skipped", i, op.n, op.err)
+			if !errors.Is(op.Err, errSkippedHere) {
+				t.Errorf("op %d, dropped: %d, %v, want left alone", i, op.N, op.Err)
 			}
-		case op.n != len(msg) || op.err != nil:
-			t.Errorf("op %d: %d, %v, want %d written", i, op.n, op.err, len(msg))
+		case op.N != len(msg) || op.Err != nil:
+			t.Errorf("op %d: %d, %v, want %d written", i, op.N, op.Err, len(msg))
 		}
 	}
 	buf := make([]byte, 64)
-	if n, _ := unix.Read(int(conns[0].cfd), buf); string(buf[:max(n, 0)]) != string(msg) {
-		t.Errorf("relayed bytes arrived as %q", buf[:max(n, 0)])
+	if n, _ := unix.Read(ends[0][1], buf); string(buf[:max(n, 0)]) != string(msg) {
+		t.Errorf("written bytes arrived as %q", buf[:max(n, 0)])
 	}
-	if n, _ := unix.Read(int(conns[1].bfd), buf); n > 0 {
+	if n, _ := unix.Read(ends[1][1], buf); n > 0 {
 		t.Errorf("the dropped write reached its socket: %q", buf[:n])
 	}
 }
 
-// Many clients at once make the loops batch their reads and writes
-// through the ring, and every echo comes back whole and in order.
-func TestManyClientsThroughTheRing(t *testing.T) {
-	if r, err := newIORing(); err != nil {
-		t.Skipf("no io_uring here: %v", err)
-	} else {
-		r.close()
+var errSkippedHere = errors.New("skipped by its owner")
+
+// BenchmarkIORing is one batch of 16 writes, then one of 16 reads, of
+// 64 bytes on as many sockets: through the ring, a system call a batch;
+// without, a system call an operation.
+func BenchmarkIORing(b *testing.B) {
+	const pairs = 16
+	var a, z [pairs]int
+	for i := range pairs {
+		fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+		if err != nil {
+			b.Fatal(err)
+		}
+		a[i], z[i] = fds[0], fds[1]
+		b.Cleanup(func() { unix.Close(fds[0]); unix.Close(fds[1]) })
 	}
-	b := upstreamtest.Start(t)
-	p := startProxy(t, Config{}, b)
-	const clients, messages = 40, 100
-	var wg sync.WaitGroup
-	errs := make(chan error, clients)
-	for i := range clients {
-		c := dial(t, p, "/", nil)
-		wg.Go(func() {
-			c.SetReadDeadline(time.Now().Add(20 * time.Second))
-			for m := range messages {
-				msg := bytes.Repeat([]byte{byte(i), byte(m)}, 1+(i*m)%3000)
-				if err := c.WriteMessage(websocket.BinaryMessage, msg); err != nil {
-					errs <- err
-					return
-				}
-				_, got, err := c.ReadMessage()
-				if err != nil {
-					errs <- err
-					return
-				}
-				if !bytes.Equal(got, msg) {
-					errs <- fmt.Errorf("client %d, message %d: %d bytes back for %d", i, m, len(got), len(msg))
-					return
+	msg := make([]byte, 64)
+	bufs := make([][]byte, pairs)
+	for i := range bufs {
+		bufs[i] = make([]byte, 64)
+	}
+	b.Run("ring", func(b *testing.B) {
+		r, err := newIORing()
+		if err != nil {
+			b.Skip(err)
+		}
+		defer r.close()
+		b.ReportAllocs()
+		for b.Loop() {
+			for i := range pairs {
+				r.push(ioOpSend, a[i], msg, ioSendFlags, uint64(i))
+			}
+			r.submit(pairs)
+			for {
+				if _, ok := r.reap(); !ok {
+					break
 				}
 			}
-		})
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		t.Error(err)
-	}
-	// Once the loops have stopped, their counts can be read.
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	p.srv.Shutdown(ctx)
-	batches := 0
-	for _, l := range p.srv.poll.loops {
-		batches += l.batches
-	}
-	t.Logf("%d clients × %d echoes; the loops made %d ring calls", clients, messages, batches)
-	if batches == 0 {
-		t.Error("the loops never used their ring")
-	}
+			for i := range pairs {
+				r.push(ioOpRecv, z[i], bufs[i], ioRecvFlags, uint64(i))
+			}
+			r.submit(pairs)
+			for {
+				if _, ok := r.reap(); !ok {
+					break
+				}
+			}
+		}
+	})
+	b.Run("syscalls", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			for i := range pairs {
+				WriteFD(a[i], msg)
+			}
+			for i := range pairs {
+				ReadFD(z[i], bufs[i])
+			}
+		}
+	})
 }

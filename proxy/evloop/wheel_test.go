@@ -1,4 +1,4 @@
-package proxy
+package evloop
 
 import (
 	"math/rand/v2"
@@ -7,38 +7,38 @@ import (
 )
 
 type fakeTimed struct {
-	wheelEntry[fakeTimed]
+	WheelEntry[fakeTimed]
 	fired []int64
-	w     *wheel[fakeTimed, *fakeTimed]
+	w     *Wheel[fakeTimed, *fakeTimed]
 	again int64 // reschedule this far ahead when fired, if non-zero
 }
 
-func (f *fakeTimed) timer() *wheelEntry[fakeTimed] { return &f.wheelEntry }
-func (f *fakeTimed) expire(now int64) {
+func (f *fakeTimed) Timer() *WheelEntry[fakeTimed] { return &f.WheelEntry }
+func (f *fakeTimed) Expire(now int64) {
 	f.fired = append(f.fired, now)
 	if f.again != 0 {
-		f.w.schedule(f, now+f.again)
+		f.w.Schedule(f, now+f.again)
 		f.again = 0
 	}
 }
 
 func TestWheelFiresOnceAtOrAfterDeadline(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano()
-	w := newWheel[fakeTimed](start)
+	w := NewWheel[fakeTimed](start)
 	rng := rand.New(rand.NewPCG(3, 4))
 	var items []*fakeTimed
 	for range 500 {
 		f := &fakeTimed{w: w}
 		// Deadlines up to three turns of the wheel ahead.
-		w.schedule(f, start+rng.Int64N(3*wheelSlots*int64(wheelTick)))
+		w.Schedule(f, start+rng.Int64N(3*wheelSlots*int64(WheelTick)))
 		items = append(items, f)
 	}
 	cancelled := items[:50]
 	for _, f := range cancelled {
-		w.cancel(f)
+		w.Cancel(f)
 	}
-	for now := start; now < start+4*wheelSlots*int64(wheelTick); now += int64(7 * time.Millisecond) {
-		w.advance(now)
+	for now := start; now < start+4*wheelSlots*int64(WheelTick); now += int64(7 * time.Millisecond) {
+		w.Advance(now)
 	}
 	for i, f := range items {
 		if i < 50 {
@@ -51,32 +51,32 @@ func TestWheelFiresOnceAtOrAfterDeadline(t *testing.T) {
 			t.Fatalf("item fired %d times", len(f.fired))
 		}
 	}
-	if w.pending() {
+	if w.Pending() {
 		t.Fatalf("%d entries left after all fired", w.count)
 	}
 }
 
 func TestWheelFiresLateWithinATick(t *testing.T) {
 	start := int64(1_000_000_000_000)
-	w := newWheel[fakeTimed](start)
+	w := NewWheel[fakeTimed](start)
 	f := &fakeTimed{w: w}
 	at := start + int64(130*time.Millisecond)
-	w.schedule(f, at)
+	w.Schedule(f, at)
 	for now := start; len(f.fired) == 0 && now < start+int64(time.Second); now += int64(time.Millisecond) {
-		w.advance(now)
+		w.Advance(now)
 	}
-	if len(f.fired) != 1 || f.fired[0] < at || f.fired[0] > at+int64(wheelTick) {
+	if len(f.fired) != 1 || f.fired[0] < at || f.fired[0] > at+int64(WheelTick) {
 		t.Fatalf("fired at %v, deadline %v", f.fired, at)
 	}
 }
 
 func TestWheelRescheduleFromExpire(t *testing.T) {
 	start := int64(5_000_000_000_000)
-	w := newWheel[fakeTimed](start)
+	w := NewWheel[fakeTimed](start)
 	f := &fakeTimed{w: w, again: 1} // in the past by the time it is placed
-	w.schedule(f, start+int64(wheelTick))
+	w.Schedule(f, start+int64(WheelTick))
 	for now := start; now < start+int64(300*time.Millisecond); now += int64(10 * time.Millisecond) {
-		w.advance(now)
+		w.Advance(now)
 	}
 	if len(f.fired) != 2 {
 		t.Fatalf("fired %d times, want the rescheduled deadline to fire on the next tick", len(f.fired))

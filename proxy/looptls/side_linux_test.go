@@ -1,6 +1,6 @@
 //go:build linux
 
-package proxy
+package looptls
 
 import (
 	"bytes"
@@ -16,8 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/goleak"
 	"golang.org/x/sys/unix"
 )
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m)
+}
 
 // testCertificate is a self-signed P-256 certificate for 127.0.0.1.
 func testCertificate(tb testing.TB) tls.Certificate {
@@ -37,9 +42,10 @@ func testCertificate(tb testing.TB) tls.Certificate {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
 }
 
-// tlsPair is a TLS connection whose server end is a tlsSide on a raw
-// non-blocking socket, as a loop drives it, and whose client end is Go's.
-func tlsPair(t *testing.T, slow bool) (*tlsSide, *tls.Conn) {
+// tlsPair is a TLS connection whose server end is a Side on a raw
+// non-blocking socket, handshaken by a Pool as the loops have it done,
+// and whose client end is Go's.
+func tlsPair(t *testing.T, slow bool) (*Side, *tls.Conn) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -52,24 +58,31 @@ func tlsPair(t *testing.T, slow bool) (*tlsSide, *tls.Conn) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cc.Close(); unix.Close(fds[0]) })
-	cert := testCertificate(t)
-	tr := &tlsTransport{fd: fds[0], stop: -1, waiting: true, deadline: time.Now().Add(5 * time.Second).UnixNano()}
-	server := tls.Server(tr, &tls.Config{Certificates: []tls.Certificate{cert}})
+	pool := NewPool(1)
+	t.Cleanup(pool.Close)
+	type result struct {
+		side *Side
+		err  error
+	}
+	handshaken := make(chan result, 1)
+	cfg := &tls.Config{Certificates: []tls.Certificate{testCertificate(t)}}
+	deadline := time.Now().Add(5 * time.Second).UnixNano()
+	if !pool.Server(fds[0], nil, nil, cfg, deadline, func(s *Side, err error) { handshaken <- result{s, err} }) {
+		t.Fatal("the pool took no handshake")
+	}
 	var under net.Conn = cc
 	if slow {
 		under = slowConn{cc}
 	}
 	client := tls.Client(under, &tls.Config{InsecureSkipVerify: true})
-	done := make(chan error, 1)
-	go func() { done <- client.Handshake() }()
-	if err := server.Handshake(); err != nil {
+	if err := client.Handshake(); err != nil {
 		t.Fatal(err)
 	}
-	if err := <-done; err != nil {
-		t.Fatal(err)
+	r := <-handshaken
+	if r.err != nil {
+		t.Fatal(r.err)
 	}
-	tr.waiting = false
-	return &tlsSide{conn: server, tr: tr}, client
+	return r.side, client
 }
 
 // A record that arrives a few bytes at a time is read once its last byte
@@ -83,7 +96,7 @@ func TestTLSSideReadsPartialRecords(t *testing.T) {
 	agains := 0
 	deadline := time.Now().Add(10 * time.Second)
 	for len(got) < len(msg) && time.Now().Before(deadline) {
-		n, err := side.read(buf)
+		n, err := side.Read(buf)
 		switch {
 		case err == unix.EAGAIN:
 			agains++
@@ -109,10 +122,10 @@ func TestTLSSideHoldsWhatTheSocketCannotTake(t *testing.T) {
 	side, client := tlsPair(t, false)
 	msg := make([]byte, 4<<20)
 	rand.Read(msg)
-	if n, err := side.write(msg); n != len(msg) || err != nil {
+	if n, err := side.Write(msg); n != len(msg) || err != nil {
 		t.Fatalf("write = %d, %v", n, err)
 	}
-	if !side.tr.held() {
+	if !side.Held() {
 		t.Fatal("4 MiB went out at once: the socket buffer should not hold it")
 	}
 	got := make(chan []byte)
@@ -125,8 +138,8 @@ func TestTLSSideHoldsWhatTheSocketCannotTake(t *testing.T) {
 		got <- b
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for side.tr.held() && time.Now().Before(deadline) {
-		if _, err := side.tr.flush(); err != nil {
+	for side.Held() && time.Now().Before(deadline) {
+		if _, err := side.Flush(); err != nil {
 			t.Fatal(err)
 		}
 		time.Sleep(time.Millisecond)
@@ -139,8 +152,8 @@ func TestTLSSideHoldsWhatTheSocketCannotTake(t *testing.T) {
 // closeWrite sends close_notify: the client reads a clean end.
 func TestTLSSideCloseNotify(t *testing.T) {
 	side, client := tlsPair(t, false)
-	side.write([]byte("bye"))
-	side.closeWrite()
+	side.Write([]byte("bye"))
+	side.CloseWrite()
 	b, err := io.ReadAll(client)
 	if string(b) != "bye" || err != nil {
 		t.Fatalf("client read %q, %v; want \"bye\" and a clean end", b, err)

@@ -1,9 +1,8 @@
 //go:build linux
 
-package proxy
+package looptls
 
 import (
-	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/wsedge/wsedge/proxy/evloop"
 )
 
 // wouldBlock is what a loop-driven TLS connection's transport says when
@@ -34,7 +35,7 @@ type hardError struct{ err error }
 func (e *hardError) Error() string { return e.err.Error() }
 func (e *hardError) Unwrap() error { return e.err }
 
-// tlsTransport is the net.Conn under a tls.Conn the proxy drives itself.
+// transport is the net.Conn under a tls.Conn a loop drives itself.
 // It reads and writes the raw socket fd, in one of three ways:
 //
 //   - During the handshake, on a worker of the handshake pool, it waits for
@@ -51,7 +52,7 @@ func (e *hardError) Unwrap() error { return e.err }
 //
 // The loop owns the socket from accept to close; the worker borrows it for
 // the handshake only. Not safe for concurrent use.
-type tlsTransport struct {
+type transport struct {
 	fd     int
 	peer   net.Addr
 	prefix []byte // bytes the loop read before the handshake: read first
@@ -68,7 +69,7 @@ type tlsTransport struct {
 	nc net.Conn // after a hand-off to the HTTP server
 }
 
-func (t *tlsTransport) Read(p []byte) (int, error) {
+func (t *transport) Read(p []byte) (int, error) {
 	if len(t.prefix) > 0 {
 		n := copy(p, t.prefix)
 		t.prefix = t.prefix[n:]
@@ -78,7 +79,7 @@ func (t *tlsTransport) Read(p []byte) (int, error) {
 		return t.nc.Read(p)
 	}
 	for {
-		n, err := readFD(t.fd, p)
+		n, err := evloop.ReadFD(t.fd, p)
 		switch {
 		case err == unix.EAGAIN && t.waiting:
 			if err := t.wait(unix.POLLIN); err != nil {
@@ -96,7 +97,7 @@ func (t *tlsTransport) Read(p []byte) (int, error) {
 	}
 }
 
-func (t *tlsTransport) Write(p []byte) (int, error) {
+func (t *transport) Write(p []byte) (int, error) {
 	if t.nc != nil {
 		if err := t.flushTo(t.nc); err != nil {
 			return 0, err
@@ -108,7 +109,7 @@ func (t *tlsTransport) Write(p []byte) (int, error) {
 	}
 	total := len(p)
 	for t.pending == nil && !t.corked && len(p) > 0 {
-		n, err := writeFD(t.fd, p)
+		n, err := evloop.WriteFD(t.fd, p)
 		p = p[n:]
 		switch {
 		case err == unix.EAGAIN && t.waiting:
@@ -131,7 +132,7 @@ func (t *tlsTransport) Write(p []byte) (int, error) {
 }
 
 // hold keeps p for the next flush.
-func (t *tlsTransport) hold(p []byte) {
+func (t *transport) hold(p []byte) {
 	if t.pending == nil {
 		t.pending = new([]byte)
 	}
@@ -140,7 +141,7 @@ func (t *tlsTransport) hold(p []byte) {
 
 // wait blocks, during the handshake, until the socket is ready for events
 // or the handshake's time is up.
-func (t *tlsTransport) wait(events int16) error {
+func (t *transport) wait(events int16) error {
 	for {
 		left := time.Duration(t.deadline - time.Now().UnixNano())
 		if left <= 0 {
@@ -163,11 +164,12 @@ func (t *tlsTransport) wait(events int16) error {
 	}
 }
 
+// errPoolStopped ends a handshake whose pool closed.
 var errPoolStopped = errors.New("proxy shutting down")
 
 // flush writes what is pending. It reports whether nothing is left; when
 // something is, the next EPOLLOUT flushes again.
-func (t *tlsTransport) flush() (bool, error) {
+func (t *transport) flush() (bool, error) {
 	t.corked = false
 	if t.werr != nil {
 		return false, t.werr
@@ -175,7 +177,7 @@ func (t *tlsTransport) flush() (bool, error) {
 	if t.pending == nil {
 		return true, nil
 	}
-	n, err := writeFD(t.fd, *t.pending)
+	n, err := evloop.WriteFD(t.fd, *t.pending)
 	rest := (*t.pending)[n:]
 	switch {
 	case err != nil && err != unix.EAGAIN:
@@ -192,7 +194,7 @@ func (t *tlsTransport) flush() (bool, error) {
 
 // flushTo writes what is pending through w, once the socket has a
 // net.Conn of Go's.
-func (t *tlsTransport) flushTo(w io.Writer) error {
+func (t *transport) flushTo(w io.Writer) error {
 	if t.pending == nil {
 		return nil
 	}
@@ -202,103 +204,38 @@ func (t *tlsTransport) flushTo(w io.Writer) error {
 }
 
 // held reports whether ciphertext waits for the socket to take it.
-func (t *tlsTransport) held() bool { return t.pending != nil }
+func (t *transport) held() bool { return t.pending != nil }
 
 // Close does nothing: the socket's loop closes it. crypto/tls closes its
 // transport only from Close, which the proxy does not call.
-func (t *tlsTransport) Close() error { return nil }
+func (t *transport) Close() error { return nil }
 
-func (t *tlsTransport) LocalAddr() net.Addr {
+func (t *transport) LocalAddr() net.Addr {
 	if t.nc != nil {
 		return t.nc.LocalAddr()
 	}
-	sa, err := unix.Getsockname(t.fd)
-	if err != nil {
-		return &net.TCPAddr{}
-	}
-	return sockaddrTCP(sa)
+	return evloop.LocalAddr(t.fd)
 }
 
-func (t *tlsTransport) RemoteAddr() net.Addr { return t.peer }
+func (t *transport) RemoteAddr() net.Addr { return t.peer }
 
-func (t *tlsTransport) SetDeadline(d time.Time) error {
+func (t *transport) SetDeadline(d time.Time) error {
 	if t.nc != nil {
 		return t.nc.SetDeadline(d)
 	}
 	return nil
 }
 
-func (t *tlsTransport) SetReadDeadline(d time.Time) error {
+func (t *transport) SetReadDeadline(d time.Time) error {
 	if t.nc != nil {
 		return t.nc.SetReadDeadline(d)
 	}
 	return nil
 }
 
-func (t *tlsTransport) SetWriteDeadline(d time.Time) error {
+func (t *transport) SetWriteDeadline(d time.Time) error {
 	if t.nc != nil {
 		return t.nc.SetWriteDeadline(d)
 	}
 	return nil
-}
-
-// sockaddrTCP turns a socket address into a *net.TCPAddr.
-func sockaddrTCP(sa unix.Sockaddr) *net.TCPAddr {
-	switch a := sa.(type) {
-	case *unix.SockaddrInet4:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]).To16(), Port: a.Port}
-	case *unix.SockaddrInet6:
-		return &net.TCPAddr{IP: net.IP(a.Addr[:]), Port: a.Port}
-	}
-	return &net.TCPAddr{}
-}
-
-// tlsSide is one end of a loop-driven connection that speaks TLS, once its
-// handshake is done: the loop reads and writes its records through conn.
-// It holds no buffer while idle beyond what conn's own state keeps.
-type tlsSide struct {
-	conn *tls.Conn
-	tr   *tlsTransport
-}
-
-// read decrypts what the socket has into p: as readFD reports it, (0, nil)
-// at the end of the stream and EAGAIN when nothing more is there. A read
-// returns one record at most, and more may wait decrypted or in the
-// transport's buffer: the caller reads until EAGAIN whatever the size.
-func (s *tlsSide) read(p []byte) (int, error) {
-	n, err := s.conn.Read(p)
-	if s.tr.held() {
-		s.tr.flush() // an alert or a key update answered while reading
-	}
-	switch {
-	case n > 0:
-		return n, nil // an error with it comes again on the next read
-	case err == errWouldBlock:
-		return 0, unix.EAGAIN
-	case errors.Is(err, io.EOF):
-		return 0, nil
-	}
-	return 0, err
-}
-
-// write encrypts p and sends it: all of it, or what the socket did not
-// take waits in the transport, and the caller waits for EPOLLOUT (see
-// held and flush) before writing more.
-func (s *tlsSide) write(p []byte) (int, error) {
-	s.tr.corked = true
-	n, err := s.conn.Write(p)
-	if err != nil {
-		return n, err
-	}
-	if _, err := s.tr.flush(); err != nil {
-		return n, err
-	}
-	return n, nil
-}
-
-// closeWrite sends close_notify, without waiting for the socket.
-func (s *tlsSide) closeWrite() {
-	s.tr.corked = true
-	s.conn.CloseWrite()
-	s.tr.flush()
 }
