@@ -22,7 +22,7 @@ type burstReader struct {
 
 func newBurstReader(conn net.Conn, pool *evloop.BufPool, pending []byte) *burstReader {
 	r := &burstReader{conn: conn, pool: pool, pending: pending}
-	if sc, ok := conn.(syscall.Conn); ok {
+	if sc, ok := conn.(syscall.Conn); ok && rawReads {
 		if raw, err := sc.SyscallConn(); err == nil {
 			r.raw = raw
 		}
@@ -53,7 +53,7 @@ func (r *burstReader) read() (buf *[]byte, p []byte, err error) {
 			buf = r.pool.Get()
 		}
 		for {
-			n, rerr = syscall.Read(int(fd), *buf)
+			n, rerr = sysRead(fd, *buf)
 			if rerr != syscall.EINTR {
 				break
 			}
