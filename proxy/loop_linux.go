@@ -15,10 +15,10 @@ import (
 	"github.com/wsedge/wsedge/proxy/looptls"
 )
 
-// poller spreads plain-TCP WebSockets over a few event loops (Server.loops,
-// by default one per processor the Go runtime may use), so that an idle
-// connection costs its state and no goroutine or buffer. It is safe for
-// concurrent use.
+// poller spreads clients over a few event loops (Server.loops, by default
+// one per processor the Go runtime may use), so that an idle connection
+// costs its state and no goroutine or buffer. It is safe for concurrent
+// use.
 type poller struct {
 	srv *Server
 	// handshakes runs TLS handshakes for the loops' clients.
@@ -122,6 +122,12 @@ type loop struct {
 	// spare is the other half of the double buffer flushIO swaps with it.
 	ops, spare []ioOp
 }
+
+var (
+	_ evloop.Owner   = (*loop)(nil)
+	_ evloop.Handler = (*econn)(nil)
+	_ evloop.Handler = (*upgrade)(nil)
+)
 
 func newLoop(srv *Server) (*loop, error) {
 	now := time.Now().UnixNano()

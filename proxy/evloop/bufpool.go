@@ -5,7 +5,7 @@ import (
 )
 
 // BurstSize is the read buffer borrowed while a connection has data. It
-// bounds the memory a busy relay direction holds and the size of its writes.
+// bounds the memory a busy reader holds and the size of what it writes on.
 const BurstSize = 32 << 10
 
 // BufPool lends read buffers of BurstSize bytes for the duration of a
