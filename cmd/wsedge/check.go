@@ -41,7 +41,7 @@ func check(args []string, stdout, stderr io.Writer) error {
 		}
 		return err
 	}
-	fmt.Fprintf(stdout, "%s: ok (listen %s, %d static backend(s), affinity by %s)\n",
-		f.Path, f.Listen, len(f.Upstreams), f.Affinity.Key)
+	fmt.Fprintf(stdout, "%s: ok (listen %s, %d static backend(s), %d DNS name(s), affinity by %s)\n",
+		f.Path, f.Listen, len(staticBackends(f)), len(dnsNames(f)), f.Affinity.Key)
 	return nil
 }

@@ -38,11 +38,14 @@ func routeCmd(args []string, stdout, stderr io.Writer) error {
 		if cerr != nil {
 			return cerr
 		}
-		members := make([]affinity.Member, len(f.Upstreams))
-		for i, u := range f.Upstreams {
-			members[i] = affinity.Member{Addr: u.Address, Weight: u.Weight}
+		var members []affinity.Member
+		for _, b := range staticBackends(f) {
+			members = append(members, affinity.Member{Addr: b.Addr, Weight: b.Weight})
 		}
 		source = fmt.Sprintf("the static backends of %s (no running proxy answered: %v)", f.Path, err)
+		if n := len(dnsNames(f)); n > 0 {
+			source += fmt.Sprintf("; the backends of its %d DNS name(s) are known to a running proxy only", n)
+		}
 		if ex, err = proxy.Explain(pc, affinity.NewRing(members, f.Ring.VNodes), key); err != nil {
 			return err
 		}
