@@ -189,6 +189,8 @@ type Listener struct {
 	closing atomic.Bool
 }
 
+var _ net.Listener = (*Listener)(nil)
+
 // Accept waits for Close: connections are accepted by the event loops.
 func (l *Listener) Accept() (net.Conn, error) {
 	<-l.closed
@@ -221,8 +223,8 @@ func (l *Listener) Close() error {
 
 // Target is a loop that accepts from one of a Listener's sockets, and
 // what it does with each connection it accepts: Accepted runs on the
-// loop's goroutine with the new socket, non-blocking and its to own, and
-// the client's address.
+// loop's goroutine with the new socket, non-blocking and Accepted's to own
+// from then on, and the client's address.
 type Target struct {
 	Loop     *Loop
 	Accepted func(fd int, peer netip.AddrPort, now int64)

@@ -137,8 +137,9 @@ func (noOwner) Turn(int64)                   {}
 func (noOwner) Sleep() (bool, time.Duration) { return true, -1 }
 func (noOwner) Halted(int64)                 {}
 
-// RingErr says why the loop has no io_uring ring and Do makes a system
-// call per operation: nil while it has one.
+// RingErr says why the loop started without an io_uring ring, so that Do
+// makes a system call per operation: nil when it started with one. Safe
+// for concurrent use once New returned.
 func (l *Loop) RingErr() error { return l.ringErr }
 
 // RingCalls is how many system calls the loop's ring made; read it on the
