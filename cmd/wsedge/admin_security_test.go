@@ -62,7 +62,7 @@ func bearer(token string) http.Header { return http.Header{"Authorization": {"Be
 func TestAdminCrossSiteDrainRefused(t *testing.T) {
 	b := upstreamtest.Start(t)
 	p := startWsedge(t, upstreams(b))
-	live, _ := wsDial(t, p.listen, "/", nil)
+	live, _ := wsDial(t, p, "/", nil)
 	askName(t, live)
 	drain := "http://" + p.admin + "/debug/drain?backend=" + b.Addr + "&rate=1000"
 	_, port, _ := net.SplitHostPort(p.admin)

@@ -57,7 +57,7 @@ func TestTLSClientsOnTheLoops(t *testing.T) {
 
 	sessions := tls.NewLRUClientSessionCache(8)
 	cfg := &tls.Config{RootCAs: ca.pool, ClientSessionCache: sessions, NextProtos: []string{"http/1.1"}}
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: cfg}
+	d := p.wsDialer(websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: cfg})
 	const n = 300
 	goroutines, heap := idleClients(t, p, n, func() (*websocket.Conn, error) {
 		c, _, err := d.Dial("wss://"+p.listen+"/", nil)
@@ -93,7 +93,7 @@ func TestProxyProtocolClientsOnTheLoops(t *testing.T) {
 	b := upstreamtest.Start(t)
 	p := startWsedge(t, "proxy_protocol = true\n[websocket]\nping_interval = \"0s\"\n[affinity]\ntrusted_proxies = [\"127.0.0.1/32\"]\n"+upstreams(b))
 	i := 0
-	d := websocket.Dialer{
+	d := p.wsDialer(websocket.Dialer{
 		HandshakeTimeout: 5 * time.Second,
 		NetDialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			conn, err := (&net.Dialer{}).DialContext(ctx, network, addr)
@@ -108,17 +108,17 @@ func TestProxyProtocolClientsOnTheLoops(t *testing.T) {
 			}
 			return conn, nil
 		},
-	}
+	})
 	const n = 300
 	goroutines, heap := idleClients(t, p, n, func() (*websocket.Conn, error) {
-		c, _, err := d.Dial("ws://"+p.listen+"/", nil)
+		c, _, err := d.Dial(p.wsURL("/"), nil)
 		return c, err
 	})
 	t.Logf("%d idle clients behind a PROXY balancer: %+.0f goroutines, %.1f KiB of heap each", n, goroutines, heap/1024)
 	if goroutines > 20 {
 		t.Errorf("%+.0f goroutines for %d idle clients: they are not on the loops", goroutines, n)
 	}
-	c, res, err := d.Dial("ws://"+p.listen+"/", http.Header{})
+	c, res, err := d.Dial(p.wsURL("/"), http.Header{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -180,7 +180,7 @@ func TestGossipRogueWeightCapped(t *testing.T) {
 		t.Errorf("proxy RSS %d MiB with one member of weight 1000", rss>>20)
 	}
 	// Requests still go through the ring to the backend.
-	res := httpDo(t, "http://"+proxy.listen+"/healthz", nil)
+	res := proxyGet(t, proxy, "/healthz", nil)
 	res.Body.Close()
 	if res.StatusCode != http.StatusOK {
 		t.Errorf("GET /healthz through the proxy: %s", res.Status)

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"encoding/json"
 	"fmt"
 	"net"
 	"os"
@@ -23,6 +22,10 @@ import (
 // binary is the wsedge executable built once for the integration tests.
 var binary string
 
+// e2e is how the tests' clients connect to the proxies they start, read
+// once from WSEDGE_E2E_MODE (see modes_test.go).
+var e2e e2eMode
+
 func TestMain(m *testing.M) {
 	dir, err := os.MkdirTemp("", "wsedge-test")
 	if err != nil {
@@ -30,6 +33,13 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binary = filepath.Join(dir, "wsedge")
+	if e2e, err = loadMode(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	if e2e.name != modePlain {
+		fmt.Fprintf(os.Stderr, "end-to-end clients connect in %s mode\n", e2e)
+	}
 	build := exec.Command("go", "build", "-o", binary, ".")
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
 	if err := build.Run(); err != nil {
@@ -53,6 +63,7 @@ type proc struct {
 	cfgPath string
 	listen  string // the proxy's address, as it logged it
 	admin   string
+	tls     bool // the client listener terminates TLS, as the proxy logged it
 	logs    *logLines
 	exited  chan struct{}
 	exitErr error
@@ -76,20 +87,23 @@ func startWsedge(t *testing.T, cfg string) *proc {
 	writeConfig(t, path, cfg)
 	p := runWsedge(t, "serve", "--config", path)
 	p.cfgPath = path
-	line := p.waitStarted(t)
-	var fields struct{ Listen, Admin string }
-	if err := json.Unmarshal([]byte(line), &fields); err != nil {
-		t.Fatalf("listening line %q: %v", line, err)
-	}
-	p.listen, p.admin = fields.Listen, fields.Admin
+	p.listening(t, p.waitStarted(t))
 	t.Cleanup(func() { p.stop(t) })
 	return p
 }
 
+// writeConfig writes cfg to path as a config for `wsedge serve`, with the
+// proxy and admin listeners on free loopback ports.
 func writeConfig(t *testing.T, path, cfg string) {
 	t.Helper()
-	full := "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n" + cfg
-	if err := os.WriteFile(path, []byte(full), 0o644); err != nil {
+	writeServeConfig(t, path, "listen = \"127.0.0.1:0\"\nadmin_listen = \"127.0.0.1:0\"\n"+cfg)
+}
+
+// writeServeConfig writes full, a config for `wsedge serve` that names
+// its listeners, to path, with what the clients' mode needs of the proxy.
+func writeServeConfig(t *testing.T, path, full string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(e2e.serveConfig(full)), 0o644); err != nil {
 		t.Fatal(err)
 	}
 }

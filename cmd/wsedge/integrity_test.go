@@ -402,8 +402,7 @@ func TestMessageIntegrity(t *testing.T) {
 			// The backend shares the test's cores with a race-checked load
 			// generator: give its health checks room.
 			cfg := "[health]\ninterval = \"5s\"\ntimeout = \"4s\"\n" + fmt.Sprintf("\n[[upstream]]\naddress = %q\nweight = 1\n", cb.addr)
-			d := websocket.Dialer{}
-			scheme := "ws"
+			var d websocket.Dialer
 			if tt.tls {
 				ca := newTestCA(t)
 				dir := t.TempDir()
@@ -411,10 +410,10 @@ func TestMessageIntegrity(t *testing.T) {
 				ca.issue(t, 1, cert, key)
 				cfg = fmt.Sprintf("[tls]\ncert = %q\nkey = %q\n", cert, key) + cfg
 				d.TLSClientConfig = &tls.Config{RootCAs: ca.pool}
-				scheme = "wss"
 			}
 			p := startWsedge(t, cfg)
-			target := scheme + "://" + p.listen
+			d = *p.wsDialer(d)
+			target := p.wsURL("")
 			start := time.Now()
 			var wg sync.WaitGroup
 			var got atomic.Int64
@@ -588,8 +587,8 @@ func TestPlannedClosesCompleteHandshake(t *testing.T) {
 
 // dialRawPath opens a frame-level client to path on p as key.
 func dialRawPath(p *proc, key, path string) (*rawClient, error) {
-	d := ws.Dialer{Timeout: 10 * time.Second, Header: ws.HandshakeHeaderHTTP(http.Header{faultKeyHeader: {key}})}
-	conn, br, _, err := d.Dial(context.Background(), "ws://"+p.listen+path)
+	d := p.gobwasDialer(ws.Dialer{Timeout: 10 * time.Second, Header: ws.HandshakeHeaderHTTP(http.Header{faultKeyHeader: {key}})})
+	conn, br, _, err := d.Dial(context.Background(), p.wsURL(path))
 	if err != nil {
 		return nil, err
 	}
@@ -738,7 +737,7 @@ func TestCloseWaitsForSlowReader(t *testing.T) {
 	}))
 	defer backend.Close()
 	p := startWsedge(t, fmt.Sprintf("\n[[upstream]]\naddress = %q\nweight = 1\n", strings.TrimPrefix(backend.URL, "http://")))
-	c, _ := wsDial(t, p.listen, "/", nil)
+	c, _ := wsDial(t, p, "/", nil)
 	chunk := make([]byte, 1<<20)
 	for range total / len(chunk) {
 		c.SetWriteDeadline(time.Now().Add(30 * time.Second))

@@ -23,7 +23,7 @@ func TestLocalErrorsNeverBlameBackend(t *testing.T) {
 	b := upstreamtest.Start(t)
 	p := startWsedge(t, "[health]\ntype = \"tcp\"\ninterval = \"100ms\"\ntimeout = \"50ms\"\nrise = 1\nfall = 1\n"+upstreams(b))
 	pid := p.cmd.Process.Pid
-	warm, _ := wsDial(t, p.listen, "/", nil)
+	warm, _ := wsDial(t, p, "/", nil)
 	askName(t, warm)
 	warm.Close()
 	waitBackendConns(t, b, 0, 5*time.Second)
@@ -53,7 +53,7 @@ func TestLocalErrorsNeverBlameBackend(t *testing.T) {
 	var wg sync.WaitGroup
 	for range burst {
 		wg.Go(func() {
-			c := dialFrom(t, p.listen)
+			c := dialFrom(t, p)
 			defer c.Close()
 			io.WriteString(c, upgradeHead(""))
 			res, err := http.ReadResponse(bufio.NewReader(c), nil)
@@ -72,7 +72,7 @@ func TestLocalErrorsNeverBlameBackend(t *testing.T) {
 	wg.Wait()
 	// A client that says nothing holds the spare descriptor: ten rounds of
 	// health checks fail to open a socket meanwhile.
-	silent := dialFrom(t, p.listen)
+	silent := dialFrom(t, p)
 	time.Sleep(time.Second)
 	silent.Close()
 	restore()
@@ -97,7 +97,7 @@ func TestLocalErrorsNeverBlameBackend(t *testing.T) {
 	if n := p.logs.count("proxy out of resources"); n == 0 || n > 3 {
 		t.Errorf("%d log lines about the proxy's own trouble over about a second; want one or two", n)
 	}
-	c, _ := wsDial(t, p.listen, "/", nil)
+	c, _ := wsDial(t, p, "/", nil)
 	askName(t, c)
 	for _, line := range p.logs.all() {
 		if strings.Contains(line, "backend state changed") && strings.Contains(line, `"to":"unhealthy"`) {

@@ -107,7 +107,7 @@ func (r *roamer) ask(t *testing.T) string {
 
 // fleet is a set of roamers connected to one proxy.
 type fleet struct {
-	addr    string
+	p       *proc
 	ctx     context.Context
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -115,15 +115,15 @@ type fleet struct {
 	roamers []*roamer
 }
 
-// startFleet connects a client for each key to the proxy at addr, each
+// startFleet connects a client for each key to the proxy p, each
 // sending its key in keyHeader, and waits until every one has been
 // answered by a backend. A client the proxy closes dials again at once,
 // retrying every retryGap until a backend answers. The fleet is closed at
 // cleanup.
-func startFleet(t *testing.T, addr string, keys []string) *fleet {
+func startFleet(t *testing.T, p *proc, keys []string) *fleet {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	f := &fleet{addr: addr, ctx: ctx, cancel: cancel, dialing: make(chan struct{}, dialsAtOnce)}
+	f := &fleet{p: p, ctx: ctx, cancel: cancel, dialing: make(chan struct{}, dialsAtOnce)}
 	t.Cleanup(f.stop)
 	start := time.Now()
 	for _, k := range keys {
@@ -190,7 +190,7 @@ func (f *fleet) connect(r *roamer) (*websocket.Conn, string) {
 		case <-f.ctx.Done():
 			return nil, ""
 		}
-		c, name, err := dialKey(f.ctx, f.addr, r.key)
+		c, name, err := dialKey(f.ctx, f.p, r.key)
 		<-f.dialing
 		if err == nil {
 			return c, name
@@ -206,11 +206,11 @@ func (f *fleet) connect(r *roamer) (*websocket.Conn, string) {
 	}
 }
 
-// dialKey opens a WebSocket through the proxy at addr with key in
-// keyHeader and asks the backend its name.
-func dialKey(ctx context.Context, addr, key string) (*websocket.Conn, string, error) {
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	c, _, err := d.DialContext(ctx, "ws://"+addr+"/", http.Header{keyHeader: {key}})
+// dialKey opens a WebSocket through the proxy p with key in keyHeader and
+// asks the backend its name.
+func dialKey(ctx context.Context, p *proc, key string) (*websocket.Conn, string, error) {
+	d := p.wsDialer(websocket.Dialer{HandshakeTimeout: 5 * time.Second})
+	c, _, err := d.DialContext(ctx, p.wsURL("/"), http.Header{keyHeader: {key}})
 	if err != nil {
 		return nil, "", err
 	}
@@ -530,7 +530,7 @@ func TestBackendDeathReroutesOnlyItsClients(t *testing.T) {
 				victim, names[b.Addr], kill = b.Addr, b.Name, b.Kill
 			}
 			p := startWsedge(t, headerAffinity+fastHealth+upstreamAddrs(a.Addr, victim, c.Addr))
-			f := startFleet(t, p.listen, sessionKeys("death", 300))
+			f := startFleet(t, p, sessionKeys("death", 300))
 			orphans := f.on(names[victim])
 			if len(orphans) < 50 {
 				t.Fatalf("only %d of 300 clients on the backend about to die", len(orphans))
@@ -588,7 +588,7 @@ func TestLiveBackendLeaving(t *testing.T) {
 			}
 			cfg := fmt.Sprintf("%s%s[rebalance]\non_remove = %q\nmigrate_rate = %d\n", headerAffinity, fastHealth, tt.onRemove, cfgRate)
 			p := startWsedge(t, cfg+upstreams(bs...))
-			f := startFleet(t, p.listen, sessionKeys("leave", 240))
+			f := startFleet(t, p, sessionKeys("leave", 240))
 			movers := f.on(leaving.Name)
 			if len(movers) < 40 {
 				t.Fatalf("only %d of 240 clients on %s", len(movers), leaving.Name)
@@ -610,7 +610,7 @@ func TestLiveBackendLeaving(t *testing.T) {
 				time.Sleep(1500 * time.Millisecond) // long enough for dozens of closes at the rate
 				checkUntouched(t, f.roamers)
 				for _, k := range keysOf(movers)[:10] {
-					c, name, err := dialKey(t.Context(), p.listen, k)
+					c, name, err := dialKey(t.Context(), p, k)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -681,7 +681,7 @@ func TestBackendJoining(t *testing.T) {
 			joining := bs[2]
 			cfg := fmt.Sprintf("%s[rebalance]\non_add = %q\nmigrate_rate = %d\n", headerAffinity, tt.onAdd, rate)
 			p := startWsedge(t, cfg+upstreams(bs[0], bs[1]))
-			f := startFleet(t, p.listen, sessionKeys("join", 240))
+			f := startFleet(t, p, sessionKeys("join", 240))
 
 			writeConfig(t, p.cfgPath, cfg+upstreams(bs...))
 			p.signal(t, syscall.SIGHUP)
@@ -710,7 +710,7 @@ func TestBackendJoining(t *testing.T) {
 				time.Sleep(1500 * time.Millisecond) // long enough for dozens of closes at the rate
 				checkUntouched(t, f.roamers)
 				for _, k := range keysOf(movers)[:10] {
-					c, name, err := dialKey(t.Context(), p.listen, k)
+					c, name, err := dialKey(t.Context(), p, k)
 					if err != nil {
 						t.Fatal(err)
 					}
@@ -759,7 +759,7 @@ func TestAgentDrainMigratesAtRate(t *testing.T) {
 	}
 	waitInRing(t, p, addrsOf(bs...), clusterWait)
 	keys := keysOwned(t, "agent", addrsOf(bs...), []int{others, moving, others})
-	f := startFleet(t, p.listen, slices.Concat(keys...))
+	f := startFleet(t, p, slices.Concat(keys...))
 	victim := bs[1]
 	movers := f.on(victim.Name)
 	if len(movers) != moving {
@@ -820,18 +820,21 @@ func each(n int, do func(i int) error) error {
 	return nil
 }
 
-// pollClient makes plain HTTP requests, as a long-polling transport does.
-// Its idle connections are closed at cleanup.
+// pollClient makes plain HTTP requests, as a long-polling transport does,
+// connecting as the mode does. Its idle connections are closed at
+// cleanup.
 func pollClient(t *testing.T) *http.Client {
-	c := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: dialsAtOnce}}
+	tr := e2e.transport()
+	tr.MaxIdleConnsPerHost = dialsAtOnce
+	c := &http.Client{Timeout: 5 * time.Second, Transport: tr}
 	t.Cleanup(c.CloseIdleConnections)
 	return c
 }
 
-// poll sends a plain request through the proxy at addr with h and returns
-// the name of the backend that answered.
-func poll(c *http.Client, addr string, h http.Header) (string, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://"+addr+"/poll", nil)
+// poll sends a plain request through the proxy p with h and returns the
+// name of the backend that answered.
+func poll(c *http.Client, p *proc, h http.Header) (string, error) {
+	req, err := http.NewRequest(http.MethodGet, p.httpURL("/poll"), nil)
 	if err != nil {
 		return "", err
 	}
@@ -894,17 +897,17 @@ func TestBoundedLoads(t *testing.T) {
 		var polled string
 		var err error
 		if i%2 == 0 {
-			if polled, err = poll(hc, p.listen, header(i)); err != nil {
+			if polled, err = poll(hc, p, header(i)); err != nil {
 				return err
 			}
 		}
-		c, name, err := dialKey(t.Context(), p.listen, keys[i])
+		c, name, err := dialKey(t.Context(), p, keys[i])
 		if err != nil {
 			return fmt.Errorf("client %s: %w", keys[i], err)
 		}
 		conns[i], landed[i] = c, name
 		if i%2 == 1 {
-			if polled, err = poll(hc, p.listen, header(i)); err != nil {
+			if polled, err = poll(hc, p, header(i)); err != nil {
 				return err
 			}
 		}
@@ -962,12 +965,12 @@ func TestBoundedLoads(t *testing.T) {
 	}
 	err = each(len(away), func(j int) error {
 		i := away[j]
-		c, name, err := dialKey(t.Context(), p.listen, keys[i])
+		c, name, err := dialKey(t.Context(), p, keys[i])
 		if err != nil {
 			return err
 		}
 		conns[i] = c
-		polled, err := poll(hc, p.listen, header(i))
+		polled, err := poll(hc, p, header(i))
 		if err != nil {
 			return err
 		}
@@ -999,7 +1002,7 @@ func TestBoundedLoads(t *testing.T) {
 	sample := make([]string, clients/3)
 	err = each(len(sample), func(j int) error {
 		i := 3 * j
-		got, err := poll(hc, p0.listen, header(i))
+		got, err := poll(hc, p0, header(i))
 		if err != nil {
 			return err
 		}
@@ -1086,9 +1089,9 @@ func TestBoundedLoadsRouteCookie(t *testing.T) {
 			}
 		}
 	})
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
+	d := p.wsDialer(websocket.Dialer{HandshakeTimeout: 5 * time.Second})
 	err := each(clients, func(i int) error {
-		c, res, err := d.DialContext(t.Context(), "ws://"+p.listen+"/", http.Header{"X-Forwarded-For": {ips[i]}})
+		c, res, err := d.DialContext(t.Context(), p.wsURL("/"), http.Header{"X-Forwarded-For": {ips[i]}})
 		if err != nil {
 			return fmt.Errorf("client %s: %w", ips[i], err)
 		}
@@ -1136,7 +1139,7 @@ func TestBoundedLoadsRouteCookie(t *testing.T) {
 		}
 		displaced++
 		h := http.Header{"X-Forwarded-For": {ip}, "Cookie": {"wsedge_route=" + tokens[i]}}
-		got, err := poll(hc, other.listen, h)
+		got, err := poll(hc, other, h)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -1262,7 +1265,7 @@ func TestDebugRingAndConnections(t *testing.T) {
 	p := startWsedge(t, headerAffinity+fastHealth+
 		"[websocket]\nping_interval = \"200ms\"\npong_timeout = \"2s\"\n"+ups.String())
 	start := time.Now()
-	f := startFleet(t, p.listen, sessionKeys("admin", 60))
+	f := startFleet(t, p, sessionKeys("admin", 60))
 	for _, r := range f.roamers {
 		r.ask(t) // bytes both ways
 	}
@@ -1409,7 +1412,7 @@ func TestRouteCommand(t *testing.T) {
 		if !strings.HasPrefix(got, k+" -> "+want+"\n") || !strings.Contains(got, "from the running proxy at "+p.admin) {
 			t.Errorf("route %s from the running proxy printed:\n%s\nwant %s -> %s, from the running proxy", k, got, k, want)
 		}
-		c, name, err := dialKey(t.Context(), p.listen, k)
+		c, name, err := dialKey(t.Context(), p, k)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -81,7 +81,7 @@ func TestEventLoopsSizedByRuntime(t *testing.T) {
 			if got := listeningSockets(t, p.listen); got != tt.loops {
 				t.Errorf("%d sockets listen on %s, want one per loop, %d", got, p.listen, tt.loops)
 			}
-			c, _ := wsDial(t, p.listen, "/", nil)
+			c, _ := wsDial(t, p, "/", nil)
 			if got := askName(t, c); got != "b1" {
 				t.Errorf("client reached %q, want b1", got)
 			}
@@ -122,11 +122,7 @@ func startPinned(t *testing.T, cfg string) *proc {
 		close(p.exited)
 	}()
 	t.Cleanup(func() { p.stop(t) })
-	var fields struct{ Listen, Admin string }
-	if err := json.Unmarshal([]byte(p.waitStarted(t)), &fields); err != nil {
-		t.Fatal(err)
-	}
-	p.listen, p.admin = fields.Listen, fields.Admin
+	p.listening(t, p.waitStarted(t))
 	return p
 }
 

@@ -168,7 +168,7 @@ func (c *soakCounts) fail(err error) {
 // closes, normally or by dropping the connection, until stop.
 func soakClient(p *proc, fleet *soakFleet, w int, counts *soakCounts, stop <-chan struct{}) {
 	rng := rand.New(rand.NewPCG(uint64(w), 42))
-	d := websocket.Dialer{HandshakeTimeout: 10 * time.Second}
+	d := p.wsDialer(websocket.Dialer{HandshakeTimeout: 10 * time.Second})
 	for n := 0; ; n++ {
 		select {
 		case <-stop:
@@ -176,7 +176,7 @@ func soakClient(p *proc, fleet *soakFleet, w int, counts *soakCounts, stop <-cha
 		default:
 		}
 		key := fmt.Sprintf("soak-%d-%d", w, rng.IntN(1000))
-		c, res, err := d.Dial("ws://"+p.listen+"/", http.Header{faultKeyHeader: {key}})
+		c, res, err := d.Dial(p.wsURL("/"), http.Header{faultKeyHeader: {key}})
 		if err != nil {
 			if res != nil {
 				counts.refused.Add(1) // 502/503 while the ring catches up with a death
@@ -268,7 +268,7 @@ func TestSoak(t *testing.T) {
 	}
 	p := startWsedge(t, fleet.config())
 	fleet.p = p
-	warm, _ := wsDial(t, p.listen, "/", nil)
+	warm, _ := wsDial(t, p, "/", nil)
 	askName(t, warm)
 	warm.Close()
 	time.Sleep(500 * time.Millisecond)

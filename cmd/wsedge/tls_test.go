@@ -101,12 +101,12 @@ func replaceFile(t *testing.T, path string, data []byte) {
 	}
 }
 
-// wssDial opens a wss:// connection to addr trusting roots, and returns it
+// wssDial opens a wss:// connection to p trusting roots, and returns it
 // with the serial number of the certificate the proxy showed.
-func wssDial(t *testing.T, addr string, roots *x509.CertPool) (*websocket.Conn, int64) {
+func wssDial(t *testing.T, p *proc, roots *x509.CertPool) (*websocket.Conn, int64) {
 	t.Helper()
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: &tls.Config{RootCAs: roots}}
-	c, res, err := d.Dial("wss://"+addr+"/", nil)
+	d := p.wsDialer(websocket.Dialer{HandshakeTimeout: 5 * time.Second, TLSClientConfig: &tls.Config{RootCAs: roots}})
+	c, res, err := d.Dial("wss://"+p.listen+"/", nil)
 	if err != nil {
 		t.Fatalf("wss dial: %v", err)
 	}
@@ -134,14 +134,14 @@ func TestTLSCertificateRotation(t *testing.T) {
 	p := startWsedge(t, fmt.Sprintf("[tls]\ncert = %q\nkey = %q\n%s", certPath, keyPath, upstreams(b)))
 	p.logs.wait(t, `"msg":"listening"`, time.Second, `"tls":true`)
 
-	live, serial := wssDial(t, p.listen, ca.pool)
+	live, serial := wssDial(t, p, ca.pool)
 	if serial != 1 {
 		t.Fatalf("proxy showed certificate %d, want 1", serial)
 	}
 	if got := askName(t, live); got != b.Name {
 		t.Fatalf("wss client reached %q", got)
 	}
-	if _, _, err := websocket.DefaultDialer.Dial("ws://"+p.listen+"/", nil); err == nil {
+	if _, _, err := p.wsDialer(*websocket.DefaultDialer).Dial("ws://"+p.listen+"/", nil); err == nil {
 		t.Error("a plain ws:// handshake succeeded on the TLS listener")
 	}
 
@@ -163,14 +163,14 @@ func TestTLSCertificateRotation(t *testing.T) {
 	ca.issue(t, 2, certPath, keyPath)
 	p.signal(t, syscall.SIGHUP)
 	p.logs.wait(t, `"msg":"config reloaded"`, 5*time.Second)
-	if _, serial := wssDial(t, p.listen, ca.pool); serial != 2 {
+	if _, serial := wssDial(t, p, ca.pool); serial != 2 {
 		t.Errorf("after rotation a new client was shown certificate %d, want 2", serial)
 	}
 
 	replaceFile(t, keyPath, []byte("-----BEGIN PRIVATE KEY-----\nbroken\n-----END PRIVATE KEY-----\n"))
 	p.signal(t, syscall.SIGHUP)
 	p.logs.wait(t, `"msg":"config reload failed; keeping the running config"`, 5*time.Second, "tls")
-	if _, serial := wssDial(t, p.listen, ca.pool); serial != 2 {
+	if _, serial := wssDial(t, p, ca.pool); serial != 2 {
 		t.Errorf("after a broken key file a new client was shown certificate %d, want 2 still", serial)
 	}
 
