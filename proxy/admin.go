@@ -126,7 +126,14 @@ type SessionInfo struct {
 	Age      string    `json:"age"`
 	BytesIn  int64     `json:"bytes_in"`
 	BytesOut int64     `json:"bytes_out"`
-	LastPong time.Time `json:"last_pong,omitzero"`
+	// MessagesIn and MessagesOut count whole messages from and to the
+	// client; the rates are those of the last whole second.
+	MessagesIn  uint64    `json:"messages_in"`
+	MessagesOut uint64    `json:"messages_out"`
+	RateIn      uint32    `json:"messages_in_per_second"`
+	RateOut     uint32    `json:"messages_out_per_second"`
+	Idle        string    `json:"idle"` // since the last data frame either way
+	LastPong    time.Time `json:"last_pong,omitzero"`
 }
 
 // Connections lists the live connections of backend, or of all backends.
@@ -135,10 +142,15 @@ func (s *Server) Connections(backend string) []SessionInfo {
 	for _, lc := range s.reg.sessions(backend) {
 		c := lc.relay()
 		started := time.Unix(0, c.started)
+		now := time.Now()
+		last := time.Unix(0, max(c.started, c.lastData.Load()))
 		info := SessionInfo{
 			ID: c.id, Client: c.client.String(), Backend: c.backend,
-			Started: started, Age: time.Since(started).Round(time.Millisecond).String(),
+			Started: started, Age: now.Sub(started).Round(time.Millisecond).String(),
 			BytesIn: c.bytesUp.Load(), BytesOut: c.bytesDown.Load(),
+			MessagesIn: c.msgs.total[0].Load(), MessagesOut: c.msgs.total[1].Load(),
+			RateIn: c.msgs.perSecond(true, now.UnixNano()), RateOut: c.msgs.perSecond(false, now.UnixNano()),
+			Idle: now.Sub(last).Round(time.Millisecond).String(),
 		}
 		if p := c.lastPong.Load(); p != 0 {
 			info.LastPong = time.Unix(0, p)
@@ -183,6 +195,14 @@ func (s *Server) AdminHandler() http.Handler {
 			return
 		}
 		writeJSON(w, s.Ring())
+	})
+	mux.HandleFunc("GET /dashboard", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.Header().Set("Content-Security-Policy", "default-src 'self'; script-src 'unsafe-inline'; style-src 'unsafe-inline'")
+		w.Write(dashboardPage)
+	})
+	mux.HandleFunc("GET /debug/stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, s.Stats())
 	})
 	mux.HandleFunc("GET /debug/connections", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, s.Connections(r.URL.Query().Get("backend")))

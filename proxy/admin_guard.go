@@ -71,9 +71,10 @@ func (g *AdminGuard) Wrap(h http.Handler) http.Handler {
 }
 
 // probe reports whether path is one that load balancers and orchestrators
-// poll without credentials. They change nothing and tell nothing beyond
-// up or down.
-func probe(path string) bool { return path == "/healthz" || path == "/readyz" }
+// poll without credentials, or the dashboard's page, which holds no data
+// and asks for the token itself. They change nothing and tell nothing
+// beyond up or down.
+func probe(path string) bool { return path == "/healthz" || path == "/readyz" || path == "/dashboard" }
 
 func bearerMatches(r *http.Request, want *[sha256.Size]byte) bool {
 	scheme, token, ok := strings.Cut(r.Header.Get("Authorization"), " ")

@@ -43,6 +43,8 @@ type econn struct {
 
 	end         *ending // how it ends; nil while it does not
 	lingerUntil int64   // ended and waiting for the peers' close frames until then
+
+	limits *clientLimits // the client's rate limits; nil when none are set
 }
 
 // ends returns d's source and destination sockets.
@@ -145,6 +147,8 @@ func (c *econn) begin(registered, clientReadable, backendReadable bool) {
 	if c.cfg.PingInterval > 0 {
 		c.nextPing = now + int64(c.cfg.PingInterval)
 	}
+	c.lastData.Store(now)
+	c.limits = newClientLimits(c.cfg)
 	c.drive(&c.upf, now)
 	c.drive(&c.downf, now)
 	c.settle(now)
@@ -294,6 +298,12 @@ func (c *econn) nextDeadline() int64 {
 	if t := c.downf.stalledAt; t != 0 {
 		at = earliest(at, t+int64(c.cfg.WriteTimeout))
 	}
+	if c.end == nil && c.cfg.IdleTimeout > 0 {
+		at = earliest(at, c.lastData.Load()+int64(c.cfg.IdleTimeout))
+	}
+	if c.limits != nil {
+		at = earliest(at, c.limits.deadline())
+	}
 	return at
 }
 
@@ -319,6 +329,11 @@ func (c *econn) Expire(now int64) {
 		c.upf.dstDead, c.upf.out, c.upf.own = true, nil, nil
 		c.finish(backendWriteEnded(errSlowPeer), now)
 	case c.end != nil:
+	case c.cfg.IdleTimeout > 0 && now-c.lastData.Load() >= int64(c.cfg.IdleTimeout):
+		c.srv.metrics.limitHit(limitIdle)
+		c.finish(idleClosed(), now)
+	case c.limits != nil && c.limits.resume(now):
+		c.drive(&c.upf, now) // the client's bytes waited in its socket
 	case c.pingAt != 0 && now >= c.pingAt+int64(c.cfg.PongTimeout):
 		if c.pongOverdue(c.pingAt) {
 			c.finish(pongTimeout(), now)
@@ -355,7 +370,7 @@ func (c *econn) teardown(now int64) {
 	unix.Close(int(c.bfd))
 	for _, d := range [2]*flow{&c.upf, &c.downf} {
 		d.inOff, d.out, d.own = d.inEnd, nil, nil
-		c.release(d)
+		c.release(d, now)
 	}
 	if c.end == nil {
 		c.end = &ending{cause: causeStopped, code: ws.StatusAbnormalClosure}

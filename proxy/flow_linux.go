@@ -86,8 +86,8 @@ func (c *econn) drive(d *flow, now int64) {
 			c.frame(d, now)
 			continue
 		}
-		c.release(d)
-		if !d.readable || d.srcDone {
+		c.release(d, now)
+		if !d.readable || d.srcDone || d == &c.upf && c.limits.waiting(now) {
 			return
 		}
 		buf := c.loop.GetBuf()
@@ -150,10 +150,13 @@ func (c *econn) readDone(d *flow, buf *[]byte, n int, err error, now int64) {
 		if d == &c.upf {
 			c.bytesUp.Add(int64(n))
 			c.lastRead.Store(now)
-			c.loop.stats.add(true, 0, uint64(n))
+			c.loop.stats.add(true, 0, 0, uint64(n))
+			if c.limits != nil {
+				c.spendLimits(0, uint64(n), now)
+			}
 		} else {
 			c.bytesDown.Add(int64(n))
-			c.loop.stats.add(false, 0, uint64(n))
+			c.loop.stats.add(false, 0, 0, uint64(n))
 		}
 		return
 	case errors.Is(err, unix.EAGAIN):
@@ -178,6 +181,7 @@ func (c *econn) frame(d *flow, now int64) {
 	switch ev {
 	case wsframe.Forward:
 		d.out, d.outBoundary, d.outClose = out, f.AtBoundary(), false
+		c.lastData.Store(now)
 	case wsframe.Control:
 		var e ending
 		var closing, swallow bool
@@ -352,14 +356,35 @@ func (c *econn) flushed(d *flow, now int64) bool {
 
 // release gives d's read buffer back once nothing points into it, and
 // counts the frames it held.
-func (c *econn) release(d *flow) {
-	if d == &c.upf {
-		c.loop.stats.add(true, c.up.TakeFrames(), 0)
-	} else {
-		c.loop.stats.add(false, c.down.TakeFrames(), 0)
+func (c *econn) release(d *flow, now int64) {
+	up := d == &c.upf
+	f := &c.down
+	if up {
+		f = &c.up
+	}
+	if frames, messages := f.TakeFrames(); frames > 0 {
+		c.loop.stats.add(up, frames, messages, 0)
+		c.counted(up, messages, now)
+		if up && c.limits != nil {
+			c.spendLimits(messages, 0, now)
+		}
 	}
 	if d.buf != nil && d.inOff == d.inEnd && len(d.out) == 0 {
 		c.loop.PutBuf(d.buf)
 		d.buf, d.inOff, d.inEnd, d.out = nil, 0, 0, nil
+	}
+}
+
+// spendLimits counts what the client sent against its rate limits: over
+// them, its reads wait (TCP pushes back on it meanwhile); over them for
+// rate_limit_grace, it is closed.
+func (c *econn) spendLimits(messages, bytes uint64, now int64) {
+	slowed, closing := c.limits.spend(c.cfg, messages, bytes, now)
+	switch {
+	case closing:
+		c.srv.metrics.limitHit(limitClientRateClosed)
+		c.finish(rateLimited(), now)
+	case slowed:
+		c.srv.metrics.limitHit(limitClientRateSlowed)
 	}
 }

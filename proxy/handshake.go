@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -17,8 +18,18 @@ const maxRefusalBody = 64 << 10
 type handshakeError struct {
 	status int
 	msg    string
-	err    error // underlying cause for the log, if any
-	dial   bool  // the backend could not be reached at all
+	err    error         // underlying cause for the log, if any
+	dial   bool          // the backend could not be reached at all
+	retry  time.Duration // when to come back, for Retry-After on 503 and 429; zero means retryAfter
+}
+
+// retryAfter is the Retry-After value for he: its own wait, rounded up to
+// a second, or the proxy's usual one.
+func (he *handshakeError) retryAfter() string {
+	if he.retry <= 0 {
+		return retryAfter
+	}
+	return strconv.Itoa(int((he.retry + time.Second - 1) / time.Second))
 }
 
 func (e *handshakeError) Error() string { return e.msg }
@@ -87,7 +98,7 @@ func (s *Server) writeHandshakeError(w http.ResponseWriter, r *http.Request, he 
 	case http.StatusUpgradeRequired:
 		w.Header().Set("Sec-WebSocket-Version", "13")
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
-		w.Header().Set("Retry-After", retryAfter)
+		w.Header().Set("Retry-After", he.retryAfter())
 	}
 	if isWebSocketUpgrade(r) {
 		// What the client sends next was meant for a WebSocket.

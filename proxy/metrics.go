@@ -3,7 +3,6 @@ package proxy
 import (
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,31 +17,13 @@ const (
 	hsBadRequest     = "bad_request"     // malformed upgrade: 400, 405, 426
 	hsNoBackend      = "no_backend"      // empty ring: 503
 	hsOverLimit      = "over_limit"      // max_connections or max_connections_per_ip: 503, 429
+	hsRateLimited    = "rate_limited"    // handshakes_per_second_per_ip: 429
 	hsOriginDenied   = "origin_denied"   // allowed_origins: 403
 	hsRefused        = "refused"         // the backend answered something other than 101
 	hsUnreachable    = "unreachable"     // the backend could not be dialed: 502
 	hsBackendTimeout = "backend_timeout" // the backend was too slow: 504
 	hsClientFailed   = "client_failed"   // the client went away during the handshake
 )
-
-// relayStats counts what a driver relays. Each event loop has its own, so
-// busy loops never share a cache line; goroutine sessions share the
-// server's. Read at scrape time.
-type relayStats struct {
-	framesUp, framesDown atomic.Uint64
-	bytesUp, bytesDown   atomic.Uint64
-	_                    [32]byte // keep the next loop's counters off this cache line
-}
-
-func (r *relayStats) add(up bool, frames, bytes uint64) {
-	if up {
-		r.framesUp.Add(frames)
-		r.bytesUp.Add(bytes)
-		return
-	}
-	r.framesDown.Add(frames)
-	r.bytesDown.Add(bytes)
-}
 
 // metrics are the proxy's Prometheus metrics. Counters touched per
 // connection live here; those touched per frame are relayStats, summed at
@@ -59,6 +40,7 @@ type metrics struct {
 	departed *departures
 	// localErrors counts failures of the proxy's own resources, by kind.
 	localErrors *prometheus.CounterVec
+	timing      *timings
 }
 
 func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
@@ -98,12 +80,15 @@ func newMetrics(reg prometheus.Registerer, s *Server) *metrics {
 		}, []string{"kind"}),
 	}
 	m.departed = newDepartures(m.transitions, s.seriesRetention)
-	for _, r := range []string{hsOK, hsBadRequest, hsNoBackend, hsOverLimit, hsOriginDenied, hsRefused, hsUnreachable, hsBackendTimeout, hsClientFailed} {
+	var timed []prometheus.Collector
+	m.timing, timed = newTimings()
+	for _, r := range []string{hsOK, hsBadRequest, hsNoBackend, hsOverLimit, hsRateLimited, hsOriginDenied, hsRefused, hsUnreachable, hsBackendTimeout, hsClientFailed} {
 		m.handshakes[r] = hs.WithLabelValues(r)
 	}
 	if reg != nil {
 		reg.MustRegister(hs, m.closes, m.heartbeatTimeouts, m.slowConsumers, m.rebalanceCloses, m.affinityMisses,
 			m.departed, m.localErrors, newLiveCollector(s))
+		reg.MustRegister(timed...)
 	}
 	return m
 }
@@ -221,7 +206,7 @@ func (d *departures) Collect(ch chan<- prometheus.Metric) {
 type liveCollector struct {
 	s                                              *Server
 	live, ringVersion, ringSize, backendUp, gossip *prometheus.Desc
-	frames, bytes, loops                           *prometheus.Desc
+	frames, bytes, messages, sizes, loops          *prometheus.Desc
 }
 
 func newLiveCollector(s *Server) *liveCollector {
@@ -241,13 +226,17 @@ func newLiveCollector(s *Server) *liveCollector {
 			"WebSocket frames relayed, by direction.", []string{"direction"}, nil),
 		bytes: prometheus.NewDesc("wsedge_bytes_relayed_total",
 			"WebSocket bytes relayed, frame headers included, by direction.", []string{"direction"}, nil),
+		messages: prometheus.NewDesc("wsedge_messages_relayed_total",
+			"WebSocket data messages relayed, by direction; a fragmented message counts once.", []string{"direction"}, nil),
+		sizes: prometheus.NewDesc("wsedge_message_size_bytes",
+			"Sizes of the data messages relayed (payload bytes, as on the wire), by direction.", []string{"direction"}, nil),
 		loops: prometheus.NewDesc("wsedge_event_loops",
 			"Event loops serving plain-TCP clients: [tuning] loops, or one per processor the Go runtime may use (GOMAXPROCS); 0 until the first plain-TCP listener or WebSocket starts them.", nil, nil),
 	}
 }
 
 func (c *liveCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.live, c.ringVersion, c.ringSize, c.backendUp, c.gossip, c.frames, c.bytes, c.loops} {
+	for _, d := range []*prometheus.Desc{c.live, c.ringVersion, c.ringSize, c.backendUp, c.gossip, c.frames, c.bytes, c.messages, c.sizes, c.loops} {
 		ch <- d
 	}
 }
@@ -276,14 +265,11 @@ func (c *liveCollector) Collect(ch chan<- prometheus.Metric) {
 	if g, ok := s.members.(interface{ GossipMembers() int }); ok {
 		ch <- prometheus.MustNewConstMetric(c.gossip, prometheus.GaugeValue, float64(g.GossipMembers()))
 	}
-	var total relayStats
-	for _, st := range s.allStats() {
-		total.add(true, st.framesUp.Load(), st.bytesUp.Load())
-		total.add(false, st.framesDown.Load(), st.bytesDown.Load())
+	for dir, d := range s.relayTotals() {
+		ch <- prometheus.MustNewConstMetric(c.frames, prometheus.CounterValue, float64(d.frames), dir)
+		ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(d.bytes), dir)
+		ch <- prometheus.MustNewConstMetric(c.messages, prometheus.CounterValue, float64(d.messages), dir)
+		ch <- prometheus.MustNewConstHistogram(c.sizes, d.messages, float64(d.sum), d.buckets(), dir)
 	}
-	ch <- prometheus.MustNewConstMetric(c.frames, prometheus.CounterValue, float64(total.framesUp.Load()), "client_to_backend")
-	ch <- prometheus.MustNewConstMetric(c.frames, prometheus.CounterValue, float64(total.framesDown.Load()), "backend_to_client")
-	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(total.bytesUp.Load()), "client_to_backend")
-	ch <- prometheus.MustNewConstMetric(c.bytes, prometheus.CounterValue, float64(total.bytesDown.Load()), "backend_to_client")
 	ch <- prometheus.MustNewConstMetric(c.loops, prometheus.GaugeValue, float64(s.poll.running()))
 }

@@ -93,6 +93,9 @@ func (s *Server) followMembers() {
 // once when it died), and with migration on add, so are those whose key now
 // belongs to a backend that joined.
 func (s *Server) WatchMembers(ctx context.Context) {
+	var aging sync.WaitGroup
+	aging.Go(func() { s.ageConnections(ctx) })
+	defer aging.Wait()
 	var tick *time.Ticker
 	var tickC <-chan time.Time
 	budget, last := 0.0, time.Now()
@@ -112,7 +115,9 @@ func (s *Server) WatchMembers(ctx context.Context) {
 		case <-s.mig.wake:
 		case now := <-tickC:
 			rate := float64(s.router.table().cfg.MigrateRate)
-			budget = min(budget+now.Sub(last).Seconds()*rate, max(rate/10, 1))
+			// The budget holds two ticks' worth at most: a late tick
+			// loses little, and no second sees more than about rate.
+			budget = min(budget+now.Sub(last).Seconds()*rate, max(2*rate*migrateTick.Seconds(), 1))
 			last = now
 			n := int(budget)
 			budget -= float64(n)
@@ -174,6 +179,7 @@ func (s *Server) reconcile(old, cur *table) {
 				c.requestClose(rebalanced(rebalanceDied))
 			}
 			s.log.Info("backend died; closing its connections", zap.String("backend", addr), zap.Int("connections", len(conns)))
+			s.events.add(RebalanceEvent{Kind: rebalanceDied, Backend: addr, Connections: len(conns)})
 			continue
 		}
 		still := func(t *table) bool { _, in := t.ring.Index(addr); return !in }
@@ -182,6 +188,7 @@ func (s *Server) reconcile(old, cur *table) {
 		}
 		s.log.Info("backend left the ring; migrating its connections",
 			zap.String("backend", addr), zap.Int("connections", len(conns)), zap.Int("rate", cfg.MigrateRate))
+		s.events.add(RebalanceEvent{Kind: rebalanceLeft, Backend: addr, Connections: len(conns), Rate: cfg.MigrateRate})
 	}
 	if cfg.MigrateOnAdd {
 		queued = append(queued, s.movedToNew(old, cur)...)
@@ -223,6 +230,7 @@ func (s *Server) movedToNew(old, cur *table) []migration {
 	}
 	if len(out) > 0 {
 		s.log.Info("backends joined; migrating the connections they now own", zap.Int("connections", len(out)))
+		s.events.add(RebalanceEvent{Kind: rebalanceJoined, Connections: len(out), Rate: cur.cfg.MigrateRate})
 	}
 	return out
 }
@@ -248,6 +256,7 @@ func (s *Server) Drain(backend string, rate int) (int, error) {
 		rate = s.router.table().cfg.MigrateRate
 	}
 	s.log.Info("draining backend", zap.String("backend", backend), zap.Int("connections", len(conns)), zap.Int("rate", rate))
+	s.events.add(RebalanceEvent{Kind: rebalanceDrain, Backend: backend, Connections: len(conns), Rate: rate})
 	s.drains.Go(func() {
 		defer s.endDrain(backend)
 		closePaced(s.life, conns, rate, rebalanced(rebalanceDrain))

@@ -32,6 +32,7 @@ type registry struct {
 	expectSeq   uint64        // numbers the expectations
 	total       int           // live connections plus pending handshakes
 	live        int           // live connections
+	aged        int           // live connections with an age limit
 	empty       chan struct{} // closed while live is 0
 }
 
@@ -184,6 +185,9 @@ func (r *registry) add(c liveConn) {
 	rc := c.relay()
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if rc.cfg.MaxConnectionAge > 0 {
+		r.aged++
+	}
 	if r.live++; r.live == 1 {
 		r.empty = make(chan struct{})
 	}
@@ -208,6 +212,9 @@ func (r *registry) remove(c liveConn) {
 		r.byBackend[rc.backend] = list[:last]
 	}
 	r.release(rc.client)
+	if rc.cfg.MaxConnectionAge > 0 {
+		r.aged--
+	}
 	if r.live--; r.live == 0 {
 		close(r.empty)
 	}
@@ -252,4 +259,23 @@ func (r *registry) emptied() <-chan struct{} {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return r.empty
+}
+
+// agedCount is how many live connections have an age limit.
+func (r *registry) agedCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.aged
+}
+
+// each calls f for every live connection, with the registry locked: f
+// must be quick and must not call back into the registry.
+func (r *registry) each(f func(liveConn)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, list := range r.byBackend {
+		for _, c := range list {
+			f(c)
+		}
+	}
 }

@@ -61,6 +61,9 @@ type relayConn struct {
 	bytesDown atomic.Int64
 	lastPong  atomic.Int64 // unix nanoseconds of the last heartbeat pong
 	lastRead  atomic.Int64 // unix nanoseconds of the last bytes from the client
+	lastData  atomic.Int64 // unix nanoseconds of the last data frame either way, for idle_timeout
+	msgs      messageCounts
+	aging     bool // queued to close for its age; ageConnections' alone
 }
 
 func (c *relayConn) relay() *relayConn { return c }
@@ -75,6 +78,13 @@ func (c *relayConn) init(s *Server, cfg *Config, rt route, extensions bool) {
 	c.started = time.Now().UnixNano()
 	c.up = wsframe.NewFramer(true, extensions, cfg.MaxMessageBytes)
 	c.down = wsframe.NewFramer(false, extensions, cfg.MaxMessageBytes)
+	c.msgs.window.Store(c.started)
+}
+
+// counted notes messages relayed one way (up: client to backend) at now,
+// for the connection's own counts and rate.
+func (c *relayConn) counted(up bool, messages uint64, now int64) {
+	c.msgs.add(up, messages, now)
 }
 
 // Causes of a connection's end, as logged and counted (wsedge_closes_total).
@@ -93,6 +103,9 @@ const (
 	causeStopped         = "proxy_stopped"
 	causeRebalanced      = "rebalanced"
 	causeOverLimit       = "over_limit"
+	causeIdle            = "idle"
+	causeRateLimited     = "rate_limited"
+	causeMaxAge          = "max_age"
 )
 
 // Why a connection was rebalanced, as counted (wsedge_rebalance_closes_total).
@@ -101,6 +114,7 @@ const (
 	rebalanceDied   = "backend_died"
 	rebalanceJoined = "backend_joined"
 	rebalanceDrain  = "drain"
+	rebalanceMaxAge = "max_age"
 )
 
 // ending is how a connection ends: what each peer is told and what is
@@ -216,6 +230,30 @@ func overLimit() ending {
 		backendCode: ws.StatusGoingAway, backendReason: "proxy over its connection limit"}
 }
 
+// idleClosed is how a connection that relayed no data frame for
+// idle_timeout ends.
+func idleClosed() ending {
+	return ending{cause: causeIdle, linger: true,
+		clientCode: ws.StatusGoingAway, clientReason: "idle", code: ws.StatusGoingAway,
+		backendCode: ws.StatusGoingAway, backendReason: "idle"}
+}
+
+// rateLimited is how a client over its rate limits for rate_limit_grace
+// is closed.
+func rateLimited() ending {
+	return ending{cause: causeRateLimited, linger: true,
+		clientCode: ws.StatusPolicyViolation, clientReason: "rate limit", code: ws.StatusPolicyViolation,
+		backendCode: ws.StatusGoingAway, backendReason: "client over its rate limit"}
+}
+
+// maxAged is how a connection older than max_connection_age is closed: its
+// client reconnects, as after a rebalance, and lands where the ring says.
+func maxAged() ending {
+	return ending{cause: causeMaxAge, rebalance: rebalanceMaxAge, linger: true,
+		clientCode: wsframe.StatusServiceRestart, clientReason: "max age", code: wsframe.StatusServiceRestart,
+		backendCode: ws.StatusGoingAway, backendReason: "client reconnecting: max age"}
+}
+
 func pongTimeout() ending {
 	return ending{cause: causePongTimeout,
 		clientCode: ws.StatusPolicyViolation, clientReason: "pong timeout", code: ws.StatusPolicyViolation,
@@ -265,6 +303,7 @@ func (c *relayConn) requestID() string {
 // logEnd writes the connection's one access log line and counts its end.
 func (c *relayConn) logEnd(e ending) {
 	c.srv.metrics.ended(&e)
+	c.srv.metrics.lived(e.cause, c.started)
 	if ce := c.srv.log.Check(zap.InfoLevel, "connection closed"); ce != nil {
 		fields := []zap.Field{
 			zap.String("request_id", c.requestID()),

@@ -55,6 +55,10 @@ type Server struct {
 	proxy      *httputil.ReverseProxy
 	poll       *poller
 	ids        atomic.Uint64
+	// handshakeRates holds each client address's handshake bucket, for
+	// handshakes_per_second_per_ip.
+	handshakeRates *handshakeLimiter
+	events         eventLog // the last rebalances, for /debug/stats
 	// localLogged is when a failure of the proxy's own resources was last
 	// logged, in unix nanoseconds.
 	localLogged atomic.Int64
@@ -109,18 +113,19 @@ func WithBackendSeriesRetention(d time.Duration) Option {
 // New returns a Server routing over the backends of members.
 func New(cfg Config, members memberSource, opts ...Option) *Server {
 	s := &Server{
-		log:       zap.NewNop(),
-		router:    newRouter(cfg, members.Snapshot()),
-		members:   members,
-		pool:      evloop.NewBufPool(),
-		reg:       newRegistry(),
-		places:    newPlacements(placementCap),
-		sessions:  newPlacements(sessionCap),
-		mig:       newMigrator(),
-		idPrefix:  fmt.Sprintf("%08x", rand.Uint32()),
-		closeWait: defaultCloseWait,
-		listeners: map[net.Listener]struct{}{},
-		draining:  map[string]bool{},
+		log:            zap.NewNop(),
+		router:         newRouter(cfg, members.Snapshot()),
+		members:        members,
+		pool:           evloop.NewBufPool(),
+		reg:            newRegistry(),
+		places:         newPlacements(placementCap),
+		handshakeRates: newHandshakeLimiter(),
+		sessions:       newPlacements(sessionCap),
+		mig:            newMigrator(),
+		idPrefix:       fmt.Sprintf("%08x", rand.Uint32()),
+		closeWait:      defaultCloseWait,
+		listeners:      map[net.Listener]struct{}{},
+		draining:       map[string]bool{},
 	}
 	for _, o := range opts {
 		o(s)

@@ -44,6 +44,8 @@ func (s *Server) newSession(cfg *Config, rt route, client net.Conn, clientPendin
 		stop:        make(chan ending, 1),
 	}
 	sess.init(s, cfg, rt, len(bh.exts) > 0)
+	sess.up.CountSizes(&s.stats.up.sizes)
+	sess.down.CountSizes(&s.stats.down.sizes)
 	return sess
 }
 
@@ -136,7 +138,9 @@ func (s *session) pumpUp() ending {
 		s.lastRead.Store(now)
 		s.bytesUp.Add(int64(len(p)))
 		e, done := s.relayUp(p, now)
-		s.srv.stats.add(true, s.up.TakeFrames(), uint64(len(p)))
+		frames, messages := s.up.TakeFrames()
+		s.srv.stats.add(true, frames, messages, uint64(len(p)))
+		s.counted(true, messages, now)
 		s.srv.pool.Put(buf)
 		if done {
 			return e
@@ -180,7 +184,9 @@ func (s *session) pumpDown() ending {
 		}
 		s.bytesDown.Add(int64(len(p)))
 		e, done := s.relayDown(p)
-		s.srv.stats.add(false, s.down.TakeFrames(), uint64(len(p)))
+		frames, messages := s.down.TakeFrames()
+		s.srv.stats.add(false, frames, messages, uint64(len(p)))
+		s.counted(false, messages, time.Now().UnixNano())
 		s.srv.pool.Put(buf)
 		if done {
 			return e

@@ -309,13 +309,15 @@ func (u *upgrade) established(backendPending []byte, extensions bool) {
 	u.buf = nil
 	c := &econn{loop: l, cfd: int32(u.cfd), bfd: int32(u.bfd), ctls: u.tls, btls: u.btls}
 	c.init(s, &u.t.cfg, u.rt, extensions)
+	c.up.CountSizes(&l.stats.up.sizes)
+	c.down.CountSizes(&l.stats.down.sizes)
 	c.upf.take(s.pool, u.clientRest)
 	c.bytesUp.Add(int64(len(u.clientRest)))
 	c.downf.take(s.pool, backendPending)
 	c.bytesDown.Add(int64(len(backendPending)))
 	u.cfd, u.bfd = -1, -1 // the econn owns them now
 	s.reg.add(c)
-	s.metrics.handshake(hsOK)
+	u.count(hsOK)
 	// A TLS client may have records waiting decrypted, where no edge
 	// announces them.
 	c.begin(true, u.clientSent || u.tls != nil, u.backendFull || u.btls != nil)
@@ -330,7 +332,7 @@ func (u *upgrade) established(backendPending []byte, extensions bool) {
 func (u *upgrade) refusal(status, end int) {
 	h := u.head
 	s := u.srv
-	s.metrics.handshake(hsRefused)
+	u.count(hsRefused)
 	s.log.Info("backend refused upgrade", zap.Stringer("remote", u.peer),
 		zap.String("backend", u.rt.backend), zap.Int("status", status))
 	u.left = -1

@@ -61,6 +61,9 @@ type upgrade struct {
 	phase    upgradePhase
 	started  int64
 	halted   bool // the loop stopped while a worker had a socket
+	// firstByte is when the request's first byte came (unix nanoseconds),
+	// from which the handshake's duration is measured.
+	firstByte int64
 
 	buf     *[]byte // borrowed: the client's head, then the backend's
 	n       int     // bytes in buf
@@ -90,6 +93,12 @@ type upgrade struct {
 }
 
 // Timer is the upgrade's entry on its loop's wheel of handshake deadlines.
+// count counts the handshake's result and its duration.
+func (u *upgrade) count(result string) {
+	u.srv.metrics.handshake(result)
+	u.srv.metrics.handshakeTook(result, u.firstByte)
+}
+
 func (u *upgrade) Timer() *evloop.WheelEntry[upgrade] { return &u.WheelEntry }
 
 // acceptUpgrade hands a freshly accepted connection to an event loop for
@@ -183,7 +192,7 @@ func (u *upgrade) OnEvent(fd int, events uint32, now int64) {
 		// edge the relay must not miss.
 		u.clientSent = true
 		if events&(unix.EPOLLRDHUP|unix.EPOLLHUP|unix.EPOLLERR) != 0 {
-			u.srv.metrics.handshake(hsClientFailed)
+			u.count(hsClientFailed)
 			u.close()
 			return
 		}
@@ -223,7 +232,7 @@ func (u *upgrade) Expire(now int64) {
 		u.refuse(hsClientFailed, &handshakeError{status: http.StatusRequestTimeout, msg: "request head not received in time"})
 		return
 	case phAnswer, phRefusal:
-		u.srv.metrics.handshake(hsClientFailed)
+		u.count(hsClientFailed)
 		u.close()
 		return
 	}
@@ -254,7 +263,7 @@ func (u *upgrade) write() {
 	switch {
 	case err != nil && !errors.Is(err, unix.EAGAIN):
 		if u.toClient {
-			u.srv.metrics.handshake(hsClientFailed)
+			u.count(hsClientFailed)
 			u.close()
 		} else {
 			u.dialFailed(err)
@@ -273,7 +282,7 @@ func (u *upgrade) write() {
 func (u *upgrade) refuse(result string, he *handshakeError) {
 	s := u.srv
 	if result != "" {
-		s.metrics.handshake(result)
+		u.count(result)
 	}
 	s.log.Info("handshake refused", zap.Stringer("remote", u.peer), zap.Int("status", he.status),
 		zap.String("reason", he.msg), zap.Error(he.err))
@@ -288,7 +297,7 @@ func (u *upgrade) refuse(result string, he *handshakeError) {
 	case http.StatusUpgradeRequired:
 		extra = "Sec-WebSocket-Version: 13\r\n"
 	case http.StatusServiceUnavailable, http.StatusTooManyRequests:
-		extra = "Retry-After: " + retryAfter + "\r\n"
+		extra = "Retry-After: " + he.retryAfter() + "\r\n"
 	}
 	u.phase, u.out, u.toClient = phAnswer, errorAnswer(he.status, he.msg, extra), true
 	u.then = u.close

@@ -12,6 +12,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.uber.org/zap"
 	"golang.org/x/sys/unix"
@@ -152,7 +153,7 @@ func (u *upgrade) writeTLS(side *looptls.Side) {
 	}
 	switch {
 	case err != nil && u.toClient:
-		u.srv.metrics.handshake(hsClientFailed)
+		u.count(hsClientFailed)
 		u.close()
 		return
 	case err != nil:
@@ -181,9 +182,12 @@ func (u *upgrade) readRequest() {
 			return
 		case err != nil || n == 0:
 			u.loop.PutBuf(buf)
-			u.srv.metrics.handshake(hsClientFailed)
+			u.count(hsClientFailed)
 			u.close()
 			return
+		}
+		if u.firstByte == 0 {
+			u.firstByte = time.Now().UnixNano()
 		}
 		if len(u.partial) == 0 {
 			if end, _ := http1.End((*buf)[:n]); end > 0 {
@@ -276,6 +280,12 @@ func (u *upgrade) request(end int) {
 		return
 	}
 	u.rt, u.reserved = rt, true
+	if ok, wait := s.handshakeRates.allow(&t.cfg, rt.client, time.Now().UnixNano()); !ok {
+		s.metrics.limitHit(limitHandshakeRate)
+		u.refuse(hsRateLimited, &handshakeError{status: http.StatusTooManyRequests,
+			msg: "too many new connections from this address", retry: wait})
+		return
+	}
 	if rest := (*u.buf)[end:u.n]; len(rest) > 0 {
 		// A client that did not wait for the 101: its frames go to the
 		// backend once the relay starts.

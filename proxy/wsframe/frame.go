@@ -112,12 +112,17 @@ type Framer struct {
 	// ctrl gathers a control frame split across reads; allocated the first
 	// time that happens, as most connections never see one split.
 	ctrl *[maxControlFrameSize]byte
+	// sizes, when set, counts the size of each message as its last frame
+	// begins.
+	sizes *Sizes
 
 	hdr [maxHeaderSize]byte // a header split across reads
 
-	// frames counts the frames begun since the driver last took the count
-	// (see TakeFrames); a read buffer holds far fewer than 65536.
-	frames uint16
+	// frames and messages count the frames begun and the messages whose
+	// last frame began since the driver last took the counts (see
+	// TakeFrames); a read buffer holds far fewer than 65536.
+	frames   uint16
+	messages uint16
 
 	hdrLen    uint8
 	ctrlLen   uint8
@@ -256,12 +261,17 @@ func (f *Framer) passPayload(avail int) int {
 	return int(k)
 }
 
-// TakeFrames returns the frames begun since the last call, for metrics.
-func (f *Framer) TakeFrames() uint64 {
-	n := f.frames
-	f.frames = 0
-	return uint64(n)
+// TakeFrames returns the frames begun, and the data messages whose last
+// frame began, since the last call, for metrics: a fragmented message
+// counts once.
+func (f *Framer) TakeFrames() (frames, messages uint64) {
+	frames, messages = uint64(f.frames), uint64(f.messages)
+	f.frames, f.messages = 0, 0
+	return frames, messages
 }
+
+// CountSizes makes f count each message's size in s; nil stops it.
+func (f *Framer) CountSizes(s *Sizes) { f.sizes = s }
 
 func (f *Framer) startData(h frameHeader) {
 	f.frames++
@@ -271,6 +281,12 @@ func (f *Framer) startData(h frameHeader) {
 	f.msgBytes += h.Length
 	f.inMessage = !h.Fin
 	f.remaining = h.Length
+	if h.Fin {
+		f.messages++
+		if f.sizes != nil {
+			f.sizes.observe(f.msgBytes)
+		}
+	}
 }
 
 func (f *Framer) startControl(hdr []byte, h frameHeader) {
