@@ -522,6 +522,16 @@ func TestParseProblems(t *testing.T) {
 			want: []string{`p.toml:1: tls.curves[1]: unknown key exchange "x448" (want "X25519MLKEM768", "SecP256r1MLKEM768", "X25519", "P-256", "P-384" or "P-521")`},
 		},
 		{
+			name: "edge limits out of range",
+			give: "websocket.max_connection_age_jitter = 0.9\nwebsocket.idle_timeout = \"-1s\"\nlimits.client_messages_per_second = -5\nlimits.rate_limit_grace = \"0s\"\n",
+			want: []string{
+				`p.toml:1: websocket.max_connection_age_jitter: 0.9 out of range (want 0 to 0.5, e.g. 0.1 for ±10%)`,
+				`p.toml:2: websocket.idle_timeout: -1s out of range (want 0 or more)`,
+				`p.toml:3: limits.client_messages_per_second: -5 out of range (want at least 0)`,
+				`p.toml:4: limits.rate_limit_grace: 0s out of range (want greater than 0)`,
+			},
+		},
+		{
 			name: "origin with path",
 			give: "websocket.allowed_origins = [\"https://example.com/app\"]\n",
 			want: []string{`p.toml:1: websocket.allowed_origins[0]: invalid origin "https://example.com/app" (want scheme://host[:port], e.g. "https://example.com"; an empty list allows any)`},
