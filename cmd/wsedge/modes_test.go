@@ -28,8 +28,9 @@ import (
 	"github.com/gobwas/ws"
 	"github.com/gorilla/websocket"
 	"github.com/pires/go-proxyproto"
-	"github.com/wsedge/wsedge/cmd/wsedge/internal/config"
 	"golang.org/x/sys/unix"
+
+	"github.com/wsedge/wsedge/cmd/wsedge/internal/config"
 )
 
 // The end-to-end tests run in one of three ways of connecting, as the
@@ -145,14 +146,6 @@ func selfSignedCert(certFile, keyFile string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-var (
-	proxyProtocolKey = regexp.MustCompile(`(?m)^[ \t]*proxy_protocol[ \t]*=`)
-	tlsTable         = regexp.MustCompile(`(?m)^[ \t]*\[[ \t]*tls[ \t]*\]`)
-	affinityTable    = regexp.MustCompile(`(?m)^[ \t]*\[[ \t]*affinity[ \t]*\][ \t]*\n`)
-	affinityDotted   = regexp.MustCompile(`(?m)^[ \t]*affinity\.`)
-	trustedList      = regexp.MustCompile(`(?m)^([ \t]*(?:affinity\.)?trusted_proxies[ \t]*=[ \t]*\[)`)
-)
-
 // serveConfig returns cfg, a whole config file for `wsedge serve`, with
 // what the mode needs: in tls mode a [tls] table naming the mode's
 // certificate, unless cfg terminates TLS itself with its own; in
@@ -160,6 +153,13 @@ var (
 // affinity.trusted_proxies, merged into what cfg says of either (TOML
 // refuses a key or a table given twice).
 func (m e2eMode) serveConfig(cfg string) string {
+	var (
+		proxyProtocolKey = regexp.MustCompile(`(?m)^[ \t]*proxy_protocol[ \t]*=`)
+		tlsTable         = regexp.MustCompile(`(?m)^[ \t]*\[[ \t]*tls[ \t]*\]`)
+		affinityTable    = regexp.MustCompile(`(?m)^[ \t]*\[[ \t]*affinity[ \t]*\][ \t]*\n`)
+		affinityDotted   = regexp.MustCompile(`(?m)^[ \t]*affinity\.`)
+		trustedList      = regexp.MustCompile(`(?m)^([ \t]*(?:affinity\.)?trusted_proxies[ \t]*=[ \t]*\[)`)
+	)
 	if m.proxyHeader {
 		if !proxyProtocolKey.MatchString(cfg) {
 			cfg = "proxy_protocol = true\n" + cfg // top-level keys come before any table
@@ -186,7 +186,7 @@ func (m e2eMode) serveConfig(cfg string) string {
 // zero Addr: 127.0.0.1, as the kernel picks it for loopback). In
 // proxy-protocol mode the connection comes from the balancer and carries
 // a PROXY v1 header naming from, with the connection's own source port,
-// before anything else. It does no TLS: see tlsClient.
+// before anything else. It does no TLS: see (*proc).dialRaw.
 func (m e2eMode) dial(ctx context.Context, addr string, from netip.Addr) (net.Conn, error) {
 	if !m.proxyHeader {
 		var nd net.Dialer
