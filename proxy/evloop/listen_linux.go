@@ -179,11 +179,13 @@ func sockaddrPort(sa unix.Sockaddr) int {
 // whose Accept only waits for Close: the loops accept its connections
 // themselves. Safe for concurrent use.
 type Listener struct {
-	addr   *net.TCPAddr
-	mu     sync.Mutex
-	fds    []int
-	owners []*Loop // the loop each socket is registered with
-	closed chan struct{}
+	addr    *net.TCPAddr
+	mu      sync.Mutex
+	fds     []int
+	owners  []*Loop  // the loop each socket is registered with
+	targets []Target // what Serve was given, for Resume
+	paused  bool     // Pause took the sockets off their loops
+	closed  chan struct{}
 	// closing is set by Close, before the sockets' loops get to close
 	// them: what they accept meanwhile is not taken.
 	closing atomic.Bool
@@ -214,7 +216,9 @@ func (l *Listener) Close() error {
 		if i < len(l.owners) {
 			owner = l.owners[i]
 		}
-		if owner == nil || !owner.Post(func() { owner.Unregister(fd); unix.Close(fd) }) {
+		// Release, not Unregister: a socket handed over to another process
+		// lives on there, and epoll would go on reporting it here.
+		if owner == nil || !owner.Post(func() { owner.Release(fd); unix.Close(fd) }) {
 			unix.Close(fd)
 		}
 	}
@@ -251,6 +255,14 @@ func (l *Listener) register(targets []Target) error {
 	if len(l.owners) > 0 {
 		return errors.New("listener served twice")
 	}
+	l.targets = targets
+	return l.registerLocked()
+}
+
+// registerLocked registers every socket with its target's loop. l.mu must
+// be held.
+func (l *Listener) registerLocked() error {
+	targets := l.targets
 	l.owners = make([]*Loop, len(l.fds))
 	for i, fd := range l.fds {
 		t := targets[i%len(targets)]
