@@ -83,6 +83,7 @@ func demo(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "  fan-out: %s\n", broker)
 	if *admin != "" {
+		fmt.Fprintf(stdout, "  dashboard: http://%s/dashboard\n", *admin)
 		fmt.Fprintf(stdout, "  ring: curl http://%s/debug/ring\n", *admin)
 	}
 	fmt.Fprintln(stdout, "press Ctrl-C to stop")
