@@ -334,9 +334,21 @@ func (u *upgrade) handOff() {
 	if u.tls != nil {
 		// The HTTP server reads the records through Go's socket now.
 		conn = u.tls.HandOff(conn)
+	} else {
+		conn = peerConn{Conn: conn, peer: net.TCPAddrFromAddrPort(u.peer)}
 	}
 	u.srv.front.Load().ln.handOver(newStrictConn(u.srv, conn, prefix))
 }
+
+// peerConn is a socket handed to the HTTP server whose client is u.peer:
+// the client a PROXY protocol header named, not the balancer that
+// connected. Whom the server trusts for forwarding headers hangs on it.
+type peerConn struct {
+	net.Conn
+	peer net.Addr
+}
+
+func (c peerConn) RemoteAddr() net.Addr { return c.peer }
 
 // close ends the handshake and closes both sockets.
 func (u *upgrade) close() {

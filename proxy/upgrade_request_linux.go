@@ -63,6 +63,9 @@ func (u *upgrade) readProxy() {
 		}
 	default:
 		u.phase = phRequest
+		if len(u.partial) > 0 {
+			u.firstByte = time.Now().UnixNano() // the head came behind the header
+		}
 		u.takeRequest()
 	}
 }

@@ -143,7 +143,7 @@ func (c *clientFlags) parsed(ctx context.Context) (s clientSetup, err error) {
 		return s, err
 	}
 	for _, t := range c.targets {
-		if err := bench.WaitReady(ctx, t, s.transport, c.wait); err != nil {
+		if err := bench.WaitReady(ctx, t, s.sources, s.transport, c.wait); err != nil {
 			return s, err
 		}
 	}

@@ -515,7 +515,7 @@ func TestHalfOpenClientsFoundByHeartbeats(t *testing.T) {
 	const conns = 200
 	const interval, timeout = time.Second, time.Second
 	b := upstreamtest.Start(t)
-	p := startWsedge(t, e2e.benchConfig()+fmt.Sprintf("[websocket]\nping_interval = %q\npong_timeout = %q\n%s", interval, timeout, upstreams(b)))
+	p := startWsedge(t, fmt.Sprintf("[websocket]\nping_interval = %q\npong_timeout = %q\n%s", interval, timeout, upstreams(b)))
 	warm, _ := wsDial(t, p, "/", nil)
 	askName(t, warm)
 	warm.Close()
@@ -922,7 +922,7 @@ func TestAbuseLeavesLatencyAlone(t *testing.T) {
 	// An echo server in a process of its own, built without the race
 	// detector: what the abuse costs is the proxy's, not the backend's.
 	_, backend := echoProcess(t)
-	p := startWsedge(t, e2e.benchConfig()+fmt.Sprintf("[websocket]\nhandshake_timeout = %q\n\n[[upstream]]\naddress = %q\nweight = 1\n", handshake, backend))
+	p := startWsedge(t, fmt.Sprintf("[websocket]\nhandshake_timeout = %q\n\n[[upstream]]\naddress = %q\nweight = 1\n", handshake, backend))
 	probe := startLatencyProbe(t, p, 8)
 	probe.measureFor(200 * time.Millisecond) // warm up
 	base := readResources(t, p)

@@ -271,14 +271,6 @@ const (
 	// proxy resets new connections, well-behaved clients' too ("TLS
 	// handshakes queue full").
 	tlsHandshakeWorkers = "TLS handshake workers wait out each client's round trips, so a burst of handshakes overflows the queue and new clients are reset"
-	// proxyHeaderHandOff: a plain HTTP request (not an upgrade) that came
-	// behind a PROXY header is handed from the event loops to the HTTP
-	// server as a connection from the balancer: the client the header
-	// named is lost (upgrade.handOff wraps the socket with net.FileConn,
-	// whose RemoteAddr is the TCP peer), so the proxy believes the
-	// client's own X-Forwarded-For and X-Real-IP whenever the balancer is
-	// trusted, as it must be. Over TLS the address survives.
-	proxyHeaderHandOff = "a plain HTTP request behind a PROXY header is served as from the balancer, and the client's forwarding headers are believed"
 )
 
 // namesBalancer reports whether a comma-separated list of addresses, an
@@ -290,19 +282,6 @@ func namesBalancer(list string) bool {
 		}
 	}
 	return false
-}
-
-// benchConfig is config for a proxy that `wsedge bench` connects to: in
-// proxy-protocol mode, 127.0.0.1 among the trusted proxies. Before its
-// run, bench waits until a handshake succeeds, and that probe connects
-// from whatever address the kernel picks, whatever --sources says, with a
-// PROXY header of its own (a known product issue: bench.WaitReady dials
-// without the sources), so without it bench never starts.
-func (m e2eMode) benchConfig() string {
-	if !m.proxyHeader {
-		return ""
-	}
-	return "[affinity]\ntrusted_proxies = [\"127.0.0.1/32\"]\n"
 }
 
 // listening records what p's "listening" log line says: where it listens,
@@ -441,7 +420,7 @@ func TestModeConfigMerges(t *testing.T) {
 		{name: "nothing", give: backend},
 		{name: "affinity table", give: "[affinity]\nkey = \"header\"\nheader = \"X-User\"\n" + backend},
 		{name: "trusted proxies", give: "[affinity]\ntrusted_proxies = [\"127.0.0.1/32\"]\n[limits]\nmax_connections = 3\n" + backend, wantTrusted: []string{"127.0.0.1/32"}},
-		{name: "bench's trusted proxies", give: proxyMode.benchConfig() + "[websocket]\nping_interval = \"0s\"\n" + backend, wantTrusted: []string{"127.0.0.1/32"}},
+		{name: "trusted proxies, then a table", give: "[affinity]\ntrusted_proxies = [\"127.0.0.1/32\"]\n[websocket]\nping_interval = \"0s\"\n" + backend, wantTrusted: []string{"127.0.0.1/32"}},
 		{name: "its own proxy protocol", give: "proxy_protocol = true\n[affinity]\ntrusted_proxies = [\"127.0.0.2/32\"]\n" + backend, wantTrusted: []string{"127.0.0.2/32"}},
 		{name: "dotted affinity keys", give: "affinity.key = \"header\"\naffinity.header = \"X-User\"\n" + backend},
 		{name: "ends in a table of keys", give: backend + "[discovery]\nbind = \"127.0.0.1:7946\"\nallow_plaintext_gossip = true"},

@@ -192,8 +192,7 @@ func TestRequestHeadRules(t *testing.T) {
 					t.Fatalf("backend got %d requests, want 1", len(got))
 				}
 				if xff := got[0].Get("X-Forwarded-For"); e2e.proxyHeader && namesBalancer(xff) {
-					// known product issue: proxyHeaderHandOff.
-					t.Skipf("known product issue: %s; the backend saw X-Forwarded-For %q", proxyHeaderHandOff, xff)
+					t.Errorf("backend saw X-Forwarded-For %q: the balancer, not the client its PROXY header named", xff)
 				}
 				for k, vs := range got[0] {
 					for _, v := range vs {

@@ -166,11 +166,12 @@ func bindNoPort(network, address string, c syscall.RawConn) error {
 
 // WaitReady retries a WebSocket handshake with target until one succeeds
 // or wait has passed, so that a run does not start before the proxy and
-// its backends are up. It returns the last error on timeout, and at once
-// when the target's certificate is not trusted, which waiting cannot
-// change.
-func WaitReady(ctx context.Context, target Target, tr Transport, wait time.Duration) error {
-	d, err := newDialer(Targets{target}, nil, tr, time.Second)
+// its backends are up. It connects from sources, when there are any, as
+// the run will: a proxy may trust only those. It returns the last error on
+// timeout, and at once when the target's certificate is not trusted, which
+// waiting cannot change.
+func WaitReady(ctx context.Context, target Target, sources *Sources, tr Transport, wait time.Duration) error {
+	d, err := newDialer(Targets{target}, sources, tr, time.Second)
 	if err != nil {
 		return err
 	}

@@ -270,12 +270,12 @@ func TestShares(t *testing.T) {
 func TestWaitReadyStopsAtAnUntrustedCertificate(t *testing.T) {
 	_, tg, caFile := startTLSBackend(t)
 	start := time.Now()
-	err := WaitReady(t.Context(), tg, Transport{TLS: mustClientTLS(t, false, "", "")}, 5*time.Second)
+	err := WaitReady(t.Context(), tg, nil, Transport{TLS: mustClientTLS(t, false, "", "")}, 5*time.Second)
 	var ve *tls.CertificateVerificationError
 	if !errors.As(err, &ve) || time.Since(start) > time.Second {
 		t.Errorf("WaitReady: %v after %v; want a verification failure at once", err, time.Since(start))
 	}
-	if err := WaitReady(t.Context(), tg, Transport{TLS: mustClientTLS(t, false, caFile, "")}, time.Second); err != nil {
+	if err := WaitReady(t.Context(), tg, nil, Transport{TLS: mustClientTLS(t, false, caFile, "")}, time.Second); err != nil {
 		t.Errorf("WaitReady with the certificate trusted: %v", err)
 	}
 }
