@@ -40,6 +40,10 @@ type econn struct {
 	pingAt   int64 // when the outstanding ping went out; 0 when none
 	pingSeq  uint32
 	gone     bool // torn down
+	// move is where a binary upgrade stands with the connection
+	// (handoff_linux.go): while it is moveHanded, its state is the new
+	// process's to take, and nothing here may change it.
+	move moveState
 
 	end         *ending // how it ends; nil while it does not
 	lingerUntil int64   // ended and waiting for the peers' close frames until then
@@ -159,6 +163,12 @@ func (c *econn) requestClose(e ending) {
 		if c.gone {
 			return
 		}
+		if c.move == moveHanded {
+			// Ask again once the hand-over is decided: the new process
+			// has the connection then, or this one has it back.
+			time.AfterFunc(handedRetry, func() { c.requestClose(e) })
+			return
+		}
 		now := time.Now().UnixNano()
 		c.finish(e, now)
 		c.settle(now)
@@ -175,7 +185,11 @@ func (c *econn) Halt(now int64) {
 
 func (c *econn) abort() {
 	c.loop.Post(func() {
-		if !c.gone {
+		switch {
+		case c.gone:
+		case c.move == moveHanded:
+			time.AfterFunc(handedRetry, c.abort) // as requestClose
+		default:
 			c.teardown(time.Now().UnixNano())
 		}
 	})
@@ -185,8 +199,8 @@ func (c *econn) abort() {
 // socket's source side and of its destination side goes to the flows, which
 // move on.
 func (c *econn) OnEvent(fd int, events uint32, now int64) {
-	if c.gone {
-		return
+	if c.gone || c.move == moveHanded {
+		return // a connection taken back looks at both sockets afresh
 	}
 	from, to := &c.upf, &c.downf // fd is the client's
 	if fd == int(c.bfd) {
@@ -244,7 +258,7 @@ func (c *econn) finish(e ending, now int64) {
 // settle brings the registered interest and the timer in line with the
 // state after an event, and tears the connection down once it is over.
 func (c *econn) settle(now int64) {
-	if c.gone {
+	if c.gone || c.move == moveHanded {
 		return
 	}
 	if c.end != nil && (c.done(&c.upf) && c.done(&c.downf) || now >= c.lingerUntil) {
@@ -318,7 +332,7 @@ func earliest(a, b int64) int64 {
 // Expire runs when a deadline passed: a stalled write, a missing pong, a
 // heartbeat due, or the end of lingering.
 func (c *econn) Expire(now int64) {
-	if c.gone {
+	if c.gone || c.move == moveHanded {
 		return
 	}
 	switch {

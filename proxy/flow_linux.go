@@ -87,7 +87,9 @@ func (c *econn) drive(d *flow, now int64) {
 			continue
 		}
 		c.release(d, now)
-		if !d.readable || d.srcDone || d == &c.upf && c.limits.waiting(now) {
+		// A connection on its way to a new process is not read: what it
+		// holds is written out, and the rest waits in its sockets.
+		if !d.readable || d.srcDone || c.move != moveNone || d == &c.upf && c.limits.waiting(now) {
 			return
 		}
 		buf := c.loop.GetBuf()

@@ -17,6 +17,9 @@ usage:
   wsedge serve  --config proxy.toml     run the proxy (also: wsedge --config ...)
   wsedge check  --config proxy.toml     validate a config; exit 1 listing every problem
   wsedge route  --config proxy.toml KEY print which backend KEY routes to now, and why
+  wsedge upgrade [--config proxy.toml] [--binary PATH] [--admin HOST:PORT]
+                                        replace the running proxy with a new binary (default: its own path) without
+                                        closing a WebSocket; the running one keeps serving if the new one cannot start
   wsedge agent  --join HOST:PORT --advertise ADDR  run beside a backend and gossip it into the ring (--help: all flags)
   wsedge demo [--redis HOST:PORT]       run the proxy on 127.0.0.1:8080 in front of a three-backend chat room
   wsedge bench  MODE ...                WebSocket load generator: idle, echo, handshake; backend serves echo
@@ -41,6 +44,8 @@ func run(args []string, stdout, stderr io.Writer) error {
 		return check(args, stdout, stderr)
 	case "route":
 		return routeCmd(args, stdout, stderr)
+	case "upgrade":
+		return upgradeCmd(args, stdout, stderr)
 	case "agent":
 		return agentCmd(ctx, args, stdout, stderr)
 	case "demo":

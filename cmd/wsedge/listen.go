@@ -18,6 +18,17 @@ import (
 // socket of its own, and read the PROXY protocol header (when it is on)
 // and terminate TLS (when a certificate is configured) before HTTP.
 func listen(f *config.File, certs *certificate, loops int) (net.Listener, error) {
+	ln, err := proxy.ListenTCP(f.Listen, loops, listenOptions(f, certs)...)
+	if err != nil {
+		return nil, fmt.Errorf("listen: %w", err)
+	}
+	return ln, nil
+}
+
+// listenOptions says what the clients of f's listener speak before HTTP:
+// a PROXY protocol header (when it is on), TLS (when a certificate is
+// configured).
+func listenOptions(f *config.File, certs *certificate) []proxy.ListenOption {
 	var opts []proxy.ListenOption
 	if f.ProxyProtocol {
 		opts = append(opts, proxy.WithProxyProtocol(affinity.NewTrustedProxies(f.Affinity.TrustedProxies)))
@@ -30,11 +41,7 @@ func listen(f *config.File, certs *certificate, loops int) (net.Listener, error)
 			CurvePreferences: curveIDs(f.TLS.Curves),
 		}))
 	}
-	ln, err := proxy.ListenTCP(f.Listen, loops, opts...)
-	if err != nil {
-		return nil, fmt.Errorf("listen: %w", err)
-	}
-	return ln, nil
+	return opts
 }
 
 // curveIDs turns tls.curves into Go's key exchange IDs; none means Go's

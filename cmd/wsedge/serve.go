@@ -12,6 +12,7 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,8 +28,10 @@ import (
 var errForced = errors.New("second signal: stopped without waiting for connections")
 
 // serve runs the proxy until SIGINT or SIGTERM, re-reading its config on
-// SIGHUP. The first stop signal shuts down gracefully; a second one exits
-// at once.
+// SIGHUP and replacing itself with a new binary on SIGUSR2 or `wsedge
+// upgrade`. The first stop signal shuts down gracefully; a second one
+// exits at once. Started by an upgrade, it takes over from the old process
+// first, or tells it why it cannot and exits.
 func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlags("serve", stderr)
 	path := fs.String("config", "", "config file (default ./proxy.toml when present, else built-in defaults)")
@@ -38,8 +41,13 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("serve: unexpected argument %q", fs.Arg(0))
 	}
+	tk, err := takeoverFromEnv()
+	if err != nil {
+		return err
+	}
 	f, defaulted, err := loadConfig(*path)
 	if err != nil {
+		tk.fail(fmt.Errorf("config: %w", err))
 		return err
 	}
 	log, level := newLogger(f, stderr)
@@ -51,24 +59,56 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	} else {
 		log.Info("config loaded", zap.String("file", f.Path))
 	}
-	d, err := startDaemon(f, log, level)
-	if err != nil {
+	if err := tk.recvState(); err != nil {
+		tk.fail(err)
 		return err
+	}
+	d, err := startDaemonFrom(f, log, level, tk)
+	if err != nil {
+		tk.fail(err)
+		return err
+	}
+	if tk != nil {
+		if err := d.takeOver(tk); err != nil {
+			d.shutdown()
+			return err
+		}
 	}
 
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
+	usr2 := make(chan os.Signal, 1)
+	signal.Notify(usr2, syscall.SIGUSR2)
+	defer signal.Stop(usr2)
 	for {
+		var req upgradeRequest
 		select {
 		case <-hup:
 			d.reload()
+			continue
+		case <-usr2:
+		case req = <-d.upgradeReqs:
 		case err := <-d.failed:
 			d.shutdown()
 			return err
 		case <-ctx.Done():
 			return d.shutdownUnlessSignalled()
 		}
+		d.upgrading.Store(true)
+		s, res, err := d.upgrade(ctx, req.binary)
+		if err != nil {
+			res.Result, res.Error = "failed", err.Error()
+		}
+		d.logUpgrade(res, err)
+		req.answer(res, err)
+		if err != nil {
+			d.upgrades.WithLabelValues("failed").Inc()
+			d.upgrading.Store(false)
+			continue
+		}
+		d.retire(ctx, s)
+		return nil
 	}
 }
 
@@ -100,30 +140,52 @@ type daemon struct {
 	path   string // config file to re-read on reload; "" for none
 	failed chan error
 
-	set     *upstream.Set
-	srv     *proxy.Server
-	certs   *certificate
-	reloads *prometheus.CounterVec
+	set      *upstream.Set
+	srv      *proxy.Server
+	certs    *certificate
+	reloads  *prometheus.CounterVec
+	upgrades *prometheus.CounterVec
+	// upgradeReqs carries POST /debug/upgrade to the serve loop, which
+	// does one upgrade at a time; upgrading is set meanwhile, and for
+	// good once one went through.
+	upgradeReqs chan upgradeRequest
+	upgrading   atomic.Bool
 
-	mu         sync.Mutex // guards cur, ln, admin and metrics
+	mu         sync.Mutex // guards cur, ln, admin, metrics and their listeners
 	cur        *config.File
 	ln         net.Listener
 	admin      *http.Server
+	adminLn    net.Listener // admin's, lent to a new process on upgrade
 	adminMux   http.Handler
 	metrics    *http.Server // on metrics_listen
+	metricsLn  net.Listener
 	metricsMux http.Handler
 	guard      proxy.AdminGuard // in front of adminMux; its token follows reloads
-	cancel     context.CancelFunc
-	wg         sync.WaitGroup // the goroutines serving listeners, watching members and checking health
+	// starting is what a daemon taking over from an old process serves
+	// once it has the connections: the admin listeners are opened, not
+	// yet served.
+	starting *adminChange
+	// life ends when the daemon shuts down: background work stops with it.
+	life   context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // the goroutines serving listeners, watching members and checking health
 }
 
 func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemon, error) {
+	return startDaemonFrom(f, log, level, nil)
+}
+
+// startDaemonFrom starts a daemon; with tk, one that takes over from an
+// old process: on the listening sockets it lent, and serving them only
+// once takeOver has the old process's connections.
+func startDaemonFrom(f *config.File, log *zap.Logger, level zap.AtomicLevel, tk *takeover) (*daemon, error) {
 	loops := spareProcessor(f.Tuning.Loops)
 	pc, err := proxyConfig(f)
 	if err != nil {
 		return nil, err
 	}
-	d := &daemon{log: log, level: level, path: f.Path, cur: f, failed: make(chan error, 1), certs: &certificate{}}
+	d := &daemon{log: log, level: level, path: f.Path, cur: f, failed: make(chan error, 1), certs: &certificate{},
+		upgradeReqs: make(chan upgradeRequest)}
 	if err := d.certs.load(f.TLS); err != nil {
 		return nil, err
 	}
@@ -138,6 +200,11 @@ func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemo
 		Help: "Config reloads on SIGHUP, by result (ok or failed).",
 	}, []string{"result"})
 	metrics.MustRegister(d.reloads)
+	d.upgrades = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "wsedge_upgrades_total",
+		Help: "Binary upgrades: failed ones, counted by the old process, which keeps serving; ok, counted by the new process once it took over.",
+	}, []string{"result"})
+	metrics.MustRegister(d.upgrades)
 	metrics.MustRegister(newGossipRejections(d.set))
 	metrics.MustRegister(newDNSErrors(d.set))
 	// Loops and io_uring are the process's: a reload does not change them.
@@ -146,35 +213,61 @@ func startDaemon(f *config.File, log *zap.Logger, level zap.AtomicLevel) (*daemo
 		opts = append(opts, proxy.WithoutIOUring())
 	}
 	d.srv = proxy.New(pc, d.set, opts...)
-	d.adminMux = d.adminHandler(metrics)
+	d.adminMux = d.withUpgrade(d.adminHandler(metrics))
 	d.metricsMux = metricsHandler(metrics)
 
-	ln, err := listen(f, d.certs, d.srv.Loops())
+	ln, err := tk.clientListener(f, d.certs, d.srv.Loops())
 	if err != nil {
 		return nil, err
 	}
 	d.ln = ln
-	adm, err := d.prepareAdmin(nil, f)
+	adm, err := tk.prepareAdmin(d, f)
 	if err != nil {
 		ln.Close()
 		return nil, err
 	}
-	d.commitAdmin(adm)
+	d.starting = adm
 
-	ctx, cancel := context.WithCancel(context.Background())
-	d.cancel = cancel
+	d.life, d.cancel = context.WithCancel(context.Background())
 	d.wg.Go(func() {
-		if err := d.set.Run(ctx); err != nil && ctx.Err() == nil {
+		if err := d.set.Run(d.life); err != nil && d.life.Err() == nil {
 			d.fail(fmt.Errorf("backend set: %w", err))
 		}
 	})
-	d.wg.Go(func() { d.srv.WatchMembers(ctx) })
-	d.serveProxy(ln)
-	log.Info("listening", zap.String("listen", ln.Addr().String()), zap.String("admin", addr(adm.admin)),
+	d.wg.Go(func() { d.srv.WatchMembers(d.life) })
+	if tk == nil {
+		d.goLive()
+		sdNotify("READY=1")
+	}
+	return d, nil
+}
+
+// goLive serves the listeners startDaemonFrom opened: clients and the
+// admin endpoints.
+func (d *daemon) goLive() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	adm, f := d.starting, d.cur
+	d.starting = nil
+	d.commitAdmin(adm)
+	d.noteAdmin(adm)
+	d.serveProxy(d.ln)
+	d.log.Info("listening", zap.String("listen", d.ln.Addr().String()), zap.String("admin", addr(adm.admin)),
 		zap.String("metrics", addr(adm.metrics)),
 		zap.Int("backends", len(f.Upstreams)), zap.Bool("tls", f.TLS.Cert != ""),
-		zap.Bool("proxy_protocol", f.ProxyProtocol))
-	return d, nil
+		zap.Bool("proxy_protocol", f.ProxyProtocol), zap.Int("pid", os.Getpid()))
+}
+
+// noteAdmin keeps the admin and metrics listeners c opened, which an
+// upgrade lends to the new process. d.mu must be held, or d not yet
+// shared.
+func (d *daemon) noteAdmin(c *adminChange) {
+	if c.moveAdmin {
+		d.adminLn = c.admin
+	}
+	if c.moveMetrics {
+		d.metricsLn = c.metrics
+	}
 }
 
 // fail reports an error that ends the daemon.
@@ -273,6 +366,7 @@ func (d *daemon) apply(path string) error {
 		d.log.Info("listening", zap.String("listen", ln.Addr().String()))
 	}
 	d.commitAdmin(adm)
+	d.noteAdmin(adm)
 	d.cur = f
 	d.log.Info("config reloaded", zap.String("file", f.Path), zap.Int("backends", len(f.Upstreams)))
 	return nil
@@ -307,6 +401,11 @@ func (d *daemon) shutdown() {
 	defer cancel()
 	err := d.srv.Shutdown(ctx)
 	d.mu.Lock()
+	if d.starting != nil { // never went live: its listeners were not served
+		d.starting.abort()
+		d.ln.Close()
+		d.starting = nil
+	}
 	d.closeAdmin()
 	d.mu.Unlock()
 	d.cancel()

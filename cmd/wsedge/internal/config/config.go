@@ -28,6 +28,11 @@ type File struct {
 	// ShutdownTimeout bounds a graceful shutdown (shutdown_timeout).
 	// Default 30s.
 	ShutdownTimeout time.Duration
+	// UpgradeLinger is how long, after a binary upgrade, the old process
+	// keeps relaying the connections that could not move to the new one
+	// (TLS connections) before it closes them with 1012 at migrate_rate
+	// (upgrade_linger). Zero closes them at once. Default 30s.
+	UpgradeLinger time.Duration
 	// AdminTokenFile holds a bearer token every admin endpoint but
 	// /healthz and /readyz requires (admin_token_file); read again on
 	// SIGHUP. Default "": no token.
@@ -285,6 +290,7 @@ func Default() *File {
 		LogLevel:        "info",
 		LogFormat:       "json",
 		ShutdownTimeout: 30 * time.Second,
+		UpgradeLinger:   30 * time.Second,
 		Affinity: Affinity{
 			Key:    "ip",
 			Cookie: "wsedge_route",

@@ -532,6 +532,15 @@ func TestParseProblems(t *testing.T) {
 			},
 		},
 		{
+			name: "negative upgrade linger",
+			give: "upgrade_linger = \"-1s\"\n",
+			want: []string{`p.toml:1: upgrade_linger: -1s out of range (want 0 or more)`},
+		},
+		{
+			name: "upgrade linger off",
+			give: "upgrade_linger = \"0s\"\n",
+		},
+		{
 			name: "origin with path",
 			give: "websocket.allowed_origins = [\"https://example.com/app\"]\n",
 			want: []string{`p.toml:1: websocket.allowed_origins[0]: invalid origin "https://example.com/app" (want scheme://host[:port], e.g. "https://example.com"; an empty list allows any)`},

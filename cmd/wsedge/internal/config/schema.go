@@ -49,6 +49,7 @@ func schema(f *File) []field {
 		str("log_format", &f.LogFormat),
 		boolean("proxy_protocol", &f.ProxyProtocol),
 		duration("shutdown_timeout", &f.ShutdownTimeout),
+		duration("upgrade_linger", &f.UpgradeLinger),
 		str("admin_token_file", &f.AdminTokenFile),
 		str("metrics_listen", &f.MetricsListen),
 		table("tls",

@@ -99,6 +99,7 @@ func (v *validator) top(f *File) {
 	v.oneOf("log_level", f.LogLevel, "debug", "info", "warn", "error")
 	v.oneOf("log_format", f.LogFormat, "json", "console")
 	v.positive("shutdown_timeout", f.ShutdownTimeout)
+	v.notNegative("upgrade_linger", f.UpgradeLinger)
 	if f.ProxyProtocol && len(f.Affinity.TrustedProxies) == 0 && v.ok("affinity.trusted_proxies") {
 		v.addf("proxy_protocol", "needs affinity.trusted_proxies: PROXY headers are accepted only from trusted proxies")
 	}
