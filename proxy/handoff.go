@@ -24,21 +24,18 @@ func upgraded() ending {
 
 // Retire ends a server whose clients a new process has taken over; the
 // caller has closed its listeners. The connections that stayed (over TLS,
-// whose session cannot move) go on relaying for linger, or until they end
-// by themselves; then those left are closed with 1012 at migrate_rate, so
-// that their clients reconnect to the new process; then the server shuts
-// down as Shutdown does, bounded by ctx.
-func (s *Server) Retire(ctx context.Context, linger time.Duration) error {
-	if n := len(s.reg.sessions("")); n > 0 && linger > 0 {
-		s.log.Info("connections that could not move stay until upgrade_linger runs out",
-			zap.Int("connections", n), zap.Duration("upgrade_linger", linger))
-		t := time.NewTimer(linger)
+// whose session cannot move) go on relaying until lingered is closed, or
+// until they end by themselves; then those left are closed with 1012 at
+// migrate_rate, so that their clients reconnect to the new process; then
+// the server shuts down as Shutdown does. ctx bounds it all.
+func (s *Server) Retire(ctx context.Context, lingered <-chan struct{}) error {
+	if n := len(s.reg.sessions("")); n > 0 {
+		s.log.Info("connections that could not move stay until upgrade_linger runs out", zap.Int("connections", n))
 		select {
 		case <-s.reg.emptied():
-		case <-t.C:
+		case <-lingered:
 		case <-ctx.Done():
 		}
-		t.Stop()
 	}
 	if conns := s.reg.sessions(""); len(conns) > 0 && ctx.Err() == nil {
 		rate := s.router.table().cfg.MigrateRate

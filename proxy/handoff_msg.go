@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/wsedge/wsedge/proxy/evloop"
+	"github.com/wsedge/wsedge/upstream"
 )
 
 // The hand-over protocol, spoken over a Unix socket between a running
@@ -90,7 +91,13 @@ type HandoffState struct {
 	// a number past any the old one will reach.
 	idPrefix string
 	nextID   uint64
+	// Members is what the old process knows of gossip: the node the new
+	// one goes on as, and its members, so that its ring is whole at once.
+	Members upstream.Inheritance
 }
+
+// maxInheritedPeers bounds the gossip nodes a state may carry.
+const maxInheritedPeers = 1 << 16
 
 // HandoffRefused is the reason the other process gave for giving up.
 type HandoffRefused struct{ Reason string }
@@ -133,7 +140,54 @@ func encodeState(st HandoffState) ([]byte, []int) {
 		w.u16(uint16(len(s.FDs)))
 		fds = append(fds, s.FDs...)
 	}
+	m := st.Members
+	w.str(m.Node)
+	w.str(m.Bind)
+	w.u32(uint32(len(m.Join)))
+	for _, a := range m.Join {
+		w.str(a)
+	}
+	w.u32(uint32(len(m.Peers)))
+	for _, p := range m.Peers {
+		w.str(p.Name)
+		w.str(string(p.Meta))
+		w.boolean(p.Dead)
+		w.boolean(p.Up)
+	}
 	return w.b, fds
+}
+
+// decodeMembers reads what encodeState wrote of st.Members.
+func decodeMembers(r *wireReader) upstream.Inheritance {
+	var m upstream.Inheritance
+	m.Node = r.str(maxRecordString, "gossip node")
+	m.Bind = r.str(maxRecordString, "gossip address")
+	n := r.u32()
+	if n > maxInheritedPeers {
+		r.fail("%d gossip members", n)
+		return m
+	}
+	for range n {
+		a := r.str(maxRecordString, "gossip member address")
+		if r.err != nil {
+			break
+		}
+		m.Join = append(m.Join, a)
+	}
+	n = r.u32()
+	if n > maxInheritedPeers {
+		r.fail("%d gossip nodes", n)
+		return m
+	}
+	for range n {
+		p := upstream.InheritedPeer{Name: r.str(maxRecordString, "gossip node"), Meta: []byte(r.str(maxRecordString, "gossip metadata"))}
+		p.Dead, p.Up = r.boolean(), r.boolean()
+		if r.err != nil {
+			break
+		}
+		m.Peers = append(m.Peers, p)
+	}
+	return m
 }
 
 func decodeState(p []byte, fds []int) (HandoffState, error) {
@@ -161,6 +215,7 @@ func decodeState(p []byte, fds []int) (HandoffState, error) {
 	if r.err == nil && used != len(fds) {
 		r.fail("%d sockets sent, %d named", len(fds), used)
 	}
+	st.Members = decodeMembers(r)
 	return st, r.end()
 }
 

@@ -1,6 +1,8 @@
 package proxy
 
 import (
+	"github.com/wsedge/wsedge/upstream"
+
 	"bytes"
 	"math/rand/v2"
 	"net/netip"
@@ -146,11 +148,38 @@ func FuzzHandoffConns(f *testing.F) {
 	})
 }
 
+// sampleState is a state with something in every field.
+func sampleState() HandoffState {
+	return HandoffState{Version: 1, idPrefix: "0a1b2c3d", nextID: 9,
+		Sockets: []HandoffSockets{{Role: "client", Addr: ":8080", FDs: []int{5, 6}}, {Role: "admin", Addr: "127.0.0.1:9090", FDs: []int{7}}},
+		Members: upstream.Inheritance{Node: "edge-1:7946", Bind: "10.0.0.1:7946", Join: []string{"10.0.0.2:7946"},
+			Peers: []upstream.InheritedPeer{
+				{Name: "app-1", Meta: []byte(`{"v":1,"role":"backend","addr":"10.0.1.1:8080","weight":1,"state":"alive"}`), Up: true},
+				{Name: "app-2", Meta: []byte(`{"v":1,"role":"backend","addr":"10.0.1.2:8080","weight":1,"state":"alive"}`), Dead: true},
+			}}}
+}
+
+// The state, with the gossip members the new process inherits, reads back
+// as it was written.
+func TestHandoffStateRoundTrip(t *testing.T) {
+	want := sampleState()
+	p, fds := encodeState(want)
+	got, err := decodeState(p, fds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("state read back as %+v, want %+v", got, want)
+	}
+	if _, err := decodeState(p[:len(p)-1], fds); err == nil {
+		t.Error("a state cut short was read")
+	}
+}
+
 // The other messages of the protocol, likewise.
 func FuzzHandoffMessages(f *testing.F) {
 	f.Add(uint8(msgHello), encodeHello(HandoffHello{MinVersion: 1, MaxVersion: 1, PID: 42, Build: "wsedge 0.1.0"}), uint8(0))
-	st, fds := encodeState(HandoffState{Version: 1, idPrefix: "0a1b2c3d", nextID: 9,
-		Sockets: []HandoffSockets{{Role: "client", Addr: ":8080", FDs: []int{5, 6}}, {Role: "admin", Addr: "127.0.0.1:9090", FDs: []int{7}}}})
+	st, fds := encodeState(sampleState())
 	f.Add(uint8(msgState), st, uint8(len(fds)))
 	f.Add(uint8(msgCommit), encodeCount(7), uint8(0))
 	f.Fuzz(func(t *testing.T, kind uint8, p []byte, nfds uint8) {

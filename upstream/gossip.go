@@ -91,6 +91,9 @@ type gossipNode struct {
 
 	meta   atomic.Pointer[[]byte] // what this node advertises; NodeMeta reads it
 	events *nodeEvents
+	// released: the node was stopped without leaving, for a new process
+	// to go on as it (ReleaseGossip).
+	released atomic.Bool
 }
 
 // startGossip creates the memberlist node for d, advertising meta. It binds
@@ -217,6 +220,9 @@ func (g *gossipNode) keepJoined(ctx context.Context) {
 			return
 		case <-t.C:
 		}
+		if g.released.Load() {
+			return
+		}
 		if g.ml.NumMembers() <= 1 {
 			n, err := g.ml.Join(g.join)
 			switch {
@@ -236,11 +242,25 @@ func (g *gossipNode) keepJoined(ctx context.Context) {
 // leave tells the cluster this node is going, waits a bounded time for
 // the news to get out, and stops the node.
 func (g *gossipNode) leave() {
+	if g.released.Load() {
+		return
+	}
 	if err := g.ml.Leave(g.timing.broadcast); err != nil {
 		g.log.Warn("gossip leave not confirmed", zap.Error(err))
 	}
 	if err := g.ml.Shutdown(); err != nil {
 		g.log.Warn("gossip shutdown", zap.Error(err))
+	}
+}
+
+// release stops the node without a word to the cluster, which goes on
+// knowing it, as the process that takes it over.
+func (g *gossipNode) release() {
+	if g.released.CompareAndSwap(false, true) {
+		if err := g.ml.Shutdown(); err != nil {
+			g.log.Warn("gossip shutdown", zap.Error(err))
+		}
+		g.log.Info("gossip node released to the new process")
 	}
 }
 

@@ -103,7 +103,7 @@ func (s *Set) Run(ctx context.Context) error {
 	var events <-chan struct{} // nil without gossip: never ready
 	if d.on() {
 		var err error
-		g, err = startGossip(d, s.secret, nodeMeta{Role: roleProxy, State: nodeAlive}, s.log, s.tune)
+		g, err = s.startGossipInherited(ctx, d)
 		if err != nil {
 			return err
 		}

@@ -103,6 +103,9 @@ type Set struct {
 	gen     uint64           // bumped when health settings change; stale probers' results are dropped
 	checker *checker
 	dns     dnsNames // DNS names and what they resolved to
+	// inherited is what an old process bequeathed this one (Inherit);
+	// nil when it started afresh.
+	inherited *Inheritance
 }
 
 // NewSet returns a static Set holding backends, all healthy: it checks no

@@ -213,6 +213,7 @@ func startDaemonFrom(f *config.File, log *zap.Logger, level zap.AtomicLevel, tk 
 		opts = append(opts, proxy.WithoutIOUring())
 	}
 	d.srv = proxy.New(pc, d.set, opts...)
+	tk.inherit(d)
 	d.adminMux = d.withUpgrade(d.adminHandler(metrics))
 	d.metricsMux = metricsHandler(metrics)
 

@@ -9,11 +9,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
-	"golang.org/x/sys/unix"
 )
 
 const (
@@ -149,19 +147,6 @@ func (d *dialer) open(conn net.Conn, tg Target) (_ net.Conn, br *bufio.Reader, s
 	}
 	br, _, err = ws.Dialer{ReadBufferSize: handshakeBufferSize}.Upgrade(conn, tg.u)
 	return conn, br, "upgrade", err
-}
-
-// bindNoPort sets IP_BIND_ADDRESS_NO_PORT so that binding a source address
-// does not reserve an ephemeral port until connect, when the kernel can
-// reuse one port towards different destinations: otherwise every bound
-// socket holds a port of its source address for all destinations and a
-// few tens of thousands of connections exhaust it.
-func bindNoPort(network, address string, c syscall.RawConn) error {
-	var serr error
-	err := c.Control(func(fd uintptr) {
-		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-	})
-	return errors.Join(err, serr)
 }
 
 // WaitReady retries a WebSocket handshake with target until one succeeds
