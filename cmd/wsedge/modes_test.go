@@ -263,14 +263,6 @@ const (
 	// MiB where a plain client costs under 1 MiB. It is garbage, not
 	// growth: the live heap stays at about 2 MiB.
 	tlsGarbage = "TLS writes the socket cannot take whole allocate a new buffer each (tlsTransport.hold)"
-	// tlsHandshakeWorkers: the loops' TLS handshake pool has one worker
-	// per loop, and a worker waits in poll(2) for the client's next flight
-	// (tlsTransport.wait), so handshakes run one round trip at a time per
-	// worker, whatever the CPU: 2,000 clients starting wss:// handshakes
-	// at once complete about 10 a second, and past the 1,024 queued the
-	// proxy resets new connections, well-behaved clients' too ("TLS
-	// handshakes queue full").
-	tlsHandshakeWorkers = "TLS handshake workers wait out each client's round trips, so a burst of handshakes overflows the queue and new clients are reset"
 )
 
 // namesBalancer reports whether a comma-separated list of addresses, an

@@ -4,64 +4,106 @@ package looptls
 
 import (
 	"crypto/tls"
+	"errors"
 	"net"
+	"os"
 	"sync"
-
-	"golang.org/x/sys/unix"
+	"time"
 )
 
-// handshakeQueue bounds the TLS handshakes waiting for a worker. Beyond
-// it a new client is turned away at once: a flood of ClientHellos costs
-// the proxy a queue slot each, never the loops' time.
-const handshakeQueue = 1024
+// handshakesInFlight bounds the TLS handshakes under way at once. A
+// handshake waiting for its client costs a goroutine and a descriptor,
+// not a thread; beyond this many a new client is turned away at once, so
+// that a flood of ClientHellos costs the proxy a bounded amount of memory.
+const handshakesInFlight = 4096
 
-// Pool runs TLS handshakes off the event loops, on a few workers:
-// a handshake is a millisecond of CPU in one piece (the key exchange and
-// the certificate's signature), which a loop must not spend while other
-// connections wait for their bytes. The loops hand a connection over once
-// its ClientHello is there, so a client that connects and says nothing
-// costs a worker nothing. Safe for concurrent use.
+// errPoolStopped ends a handshake whose pool closed.
+var errPoolStopped = errors.New("proxy shutting down")
+
+// Pool runs TLS handshakes off the event loops: a handshake is a
+// millisecond of CPU in one piece (the key exchange and the certificate's
+// signature), which a loop must not spend while other connections wait
+// for their bytes. Each handshake runs on a goroutine of its own and
+// waits for its client's next flight in Go's netpoller, so a slow client
+// holds up nobody else; but only as many handshakes as the pool has
+// compute slots (one per loop) run crypto at once, so a flood of
+// ClientHellos takes at most that many cores from the loops' relaying.
+// The loops hand a connection over once its ClientHello is there, so a
+// client that connects and says nothing costs nothing here. Safe for
+// concurrent use.
 type Pool struct {
-	workers int
-	once    sync.Once
-	jobs    chan func()
-	stop    int // eventfd: written once at close, it ends every handshake's waits
-	wg      sync.WaitGroup
-	mu      sync.Mutex // guards closed
-	closed  bool
+	slots *computeSlots // a slot per handshake computing
+	done  chan struct{} // closed by Close: ends the waits for a slot
+	limit int           // handshakes in flight at most
+
+	mu      sync.Mutex            // guards closed, running and waiting
+	closed  bool                  // no handshake starts any more
+	running int                   // handshakes started, not yet done
+	waiting map[*os.File]struct{} // the running handshakes' sockets
+	wg      sync.WaitGroup        // the handshakes' goroutines
 }
 
-// NewPool returns a pool of workers, at least one; they start with the
-// first handshake.
+// NewPool returns a pool that computes workers handshakes at once, at
+// least one.
 func NewPool(workers int) *Pool {
-	return &Pool{workers: max(workers, 1), stop: -1}
+	return &Pool{
+		slots:   newComputeSlots(max(workers, 1)),
+		done:    make(chan struct{}),
+		limit:   handshakesInFlight,
+		waiting: map[*os.File]struct{}{},
+	}
 }
 
 // Server runs the server side of a TLS handshake with cfg on socket fd,
-// whose peer is peer, on a worker: prefix holds what the loop read of the
-// client's first bytes (its ClientHello, at least in part), and the
-// handshake waits for the socket until deadline (unix nanoseconds) or
-// until the pool closes. done runs on the worker with the Side the loop
-// then drives, or the handshake's error. The socket is the worker's until
-// done runs. Server reports false when the queue is full or the pool
-// closed, and nothing will run.
+// whose peer is peer, on a goroutine of its own: prefix holds what the
+// loop read of the client's first bytes (its ClientHello, at least in
+// part), and the handshake waits for the socket until deadline (unix
+// nanoseconds) or until the pool closes. done runs on that goroutine with
+// the Side the loop then drives, or the handshake's error. The socket is
+// the handshake's until done runs. Server reports false when too many
+// handshakes are under way or the pool closed, and nothing will run.
 func (p *Pool) Server(fd int, peer net.Addr, prefix []byte, cfg *tls.Config, deadline int64, done func(*Side, error)) bool {
-	tr := &transport{fd: fd, peer: peer, prefix: prefix, waiting: true, deadline: deadline, stop: p.stopFD()}
-	return p.submit(func() { p.handshake(tls.Server(tr, cfg), tr, done) })
+	tr := &transport{fd: fd, peer: peer, prefix: prefix}
+	return p.start(tls.Server(tr, cfg), tr, deadline, done)
 }
 
 // Client runs the client side of a TLS handshake with cfg, as Server does
 // the server side.
 func (p *Pool) Client(fd int, peer net.Addr, cfg *tls.Config, deadline int64, done func(*Side, error)) bool {
-	tr := &transport{fd: fd, peer: peer, waiting: true, deadline: deadline, stop: p.stopFD()}
-	return p.submit(func() { p.handshake(tls.Client(tr, cfg), tr, done) })
+	tr := &transport{fd: fd, peer: peer}
+	return p.start(tls.Client(tr, cfg), tr, deadline, done)
 }
 
-// handshake runs on a worker: the handshake, waiting for the socket as
-// long as the deadline allows, then done.
-func (p *Pool) handshake(c *tls.Conn, tr *transport, done func(*Side, error)) {
-	err := c.Handshake()
-	tr.waiting = false
+// start runs c's handshake on a goroutine; false when too many are under
+// way or the pool closed. It costs the loop no system call.
+func (p *Pool) start(c *tls.Conn, tr *transport, deadline int64, done func(*Side, error)) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed || p.running >= p.limit {
+		return false
+	}
+	p.running++
+	p.wg.Go(func() { p.handshake(c, tr, time.Unix(0, deadline), done) })
+	return true
+}
+
+// handshake runs on its own goroutine: the handshake, computing in a slot
+// and waiting for the socket in the netpoller as long as the deadline
+// allows, then done, once the socket is the loop's alone again.
+func (p *Pool) handshake(c *tls.Conn, tr *transport, deadline time.Time, done func(*Side, error)) {
+	w, err := p.watch(tr.fd, deadline)
+	if err == nil {
+		tr.hs = w
+		if err = w.acquire(); err == nil {
+			err = c.Handshake()
+		}
+		tr.hs = nil
+		w.release()
+		p.unwatch(w.file)
+	}
+	p.mu.Lock()
+	p.running--
+	p.mu.Unlock()
 	if err != nil {
 		done(nil, err)
 		return
@@ -69,62 +111,55 @@ func (p *Pool) handshake(c *tls.Conn, tr *transport, done func(*Side, error)) {
 	done(&Side{conn: c, tr: tr}, nil)
 }
 
-// submit runs job on a worker; false when the queue is full or the pool
-// closed, and job will not run.
-func (p *Pool) submit(job func()) bool {
-	p.once.Do(p.start)
+// watch puts a duplicate of socket fd in Go's netpoller for a handshake
+// that must be over by deadline; Close cuts it short.
+func (p *Pool) watch(fd int, deadline time.Time) (*netWait, error) {
+	w, err := newNetWait(p, fd, deadline)
+	if err != nil {
+		return nil, err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return false
+		w.file.Close()
+		return nil, errPoolStopped
 	}
+	p.waiting[w.file] = struct{}{}
+	return w, nil
+}
+
+// unwatch takes a handshake's duplicate out of the netpoller and closes
+// it. The loop's own registration of the socket is another descriptor's,
+// and stays.
+func (p *Pool) unwatch(f *os.File) {
+	p.mu.Lock()
+	delete(p.waiting, f)
+	p.mu.Unlock()
+	f.Close()
+}
+
+// Close ends the handshakes under way, which fail at once, and waits for
+// their goroutines. No handshake starts after it.
+func (p *Pool) Close() {
+	p.mu.Lock()
+	if !p.closed {
+		p.closed = true
+		close(p.done)
+		past := time.Unix(1, 0)
+		for f := range p.waiting {
+			f.SetDeadline(past) // wakes a wait in the netpoller, and fails the next
+		}
+	}
+	p.mu.Unlock()
+	p.wg.Wait()
+}
+
+// stopped reports whether the pool closed.
+func (p *Pool) stopped() bool {
 	select {
-	case p.jobs <- job:
+	case <-p.done:
 		return true
 	default:
 		return false
-	}
-}
-
-func (p *Pool) start() {
-	p.jobs = make(chan func(), handshakeQueue)
-	if fd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC); err == nil {
-		p.stop = fd
-	}
-	for range p.workers {
-		p.wg.Go(func() {
-			for job := range p.jobs {
-				job()
-			}
-		})
-	}
-}
-
-// stopFD is the descriptor that becomes readable when the pool closes.
-func (p *Pool) stopFD() int {
-	p.once.Do(p.start)
-	return p.stop
-}
-
-// Close ends the handshakes under way and waits for the workers; queued
-// ones still run, and fail at once.
-func (p *Pool) Close() {
-	p.once.Do(func() {}) // no pool starts after this
-	p.mu.Lock()
-	if p.closed || p.jobs == nil {
-		p.closed = true
-		p.mu.Unlock()
-		return
-	}
-	p.closed = true
-	close(p.jobs)
-	p.mu.Unlock()
-	if p.stop >= 0 {
-		one := [8]byte{1}
-		unix.Write(p.stop, one[:])
-	}
-	p.wg.Wait()
-	if p.stop >= 0 {
-		unix.Close(p.stop)
 	}
 }

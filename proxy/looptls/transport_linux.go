@@ -3,7 +3,6 @@
 package looptls
 
 import (
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -38,8 +37,9 @@ func (e *hardError) Unwrap() error { return e.err }
 // transport is the net.Conn under a tls.Conn a loop drives itself.
 // It reads and writes the raw socket fd, in one of three ways:
 //
-//   - During the handshake, on a worker of the handshake pool, it waits for
-//     the socket with poll(2), until deadline or until the pool stops.
+//   - During the handshake, on the handshake's goroutine, it waits for the
+//     socket in Go's netpoller (hs), until the deadline or until the pool
+//     closes.
 //   - Once the handshake is done, on the socket's event loop, it never
 //     waits: a read with nothing there is errWouldBlock, and a write never
 //     fails for want of room: what the kernel does not take waits in
@@ -50,17 +50,14 @@ func (e *hardError) Unwrap() error { return e.err }
 //   - Handed to the HTTP server (a plain request over TLS), it reads and
 //     writes through nc, a net.Conn of Go's on the same socket.
 //
-// The loop owns the socket from accept to close; the worker borrows it for
-// the handshake only. Not safe for concurrent use.
+// The loop owns the socket from accept to close; the handshake borrows it
+// until it is done. Not safe for concurrent use.
 type transport struct {
 	fd     int
 	peer   net.Addr
 	prefix []byte // bytes the loop read before the handshake: read first
 
-	// handshake mode
-	waiting  bool  // reads and writes wait, until deadline
-	deadline int64 // unix nanoseconds
-	stop     int   // eventfd that ends every wait; -1 when none
+	hs *netWait // during the handshake: reads and writes wait
 
 	pending *[]byte // ciphertext the kernel has not taken yet; nil when none
 	corked  bool    // writes only append to pending until flush
@@ -78,23 +75,25 @@ func (t *transport) Read(p []byte) (int, error) {
 	if t.nc != nil {
 		return t.nc.Read(p)
 	}
-	for {
-		n, err := evloop.ReadFD(t.fd, p)
-		switch {
-		case err == unix.EAGAIN && t.waiting:
-			if err := t.wait(unix.POLLIN); err != nil {
-				return 0, err
-			}
-			continue
-		case err == unix.EAGAIN:
-			return 0, errWouldBlock
-		case err != nil:
-			return 0, &hardError{os.NewSyscallError("read", err)}
-		case n == 0:
-			return 0, io.EOF
+	var n int
+	var err error
+	if t.hs != nil {
+		n, err = t.hs.read(p)
+		if err != nil {
+			return n, err
 		}
-		return n, nil
+	} else {
+		n, err = evloop.ReadFD(t.fd, p)
 	}
+	switch {
+	case err == unix.EAGAIN:
+		return 0, errWouldBlock
+	case err != nil:
+		return 0, &hardError{os.NewSyscallError("read", err)}
+	case n == 0:
+		return 0, io.EOF
+	}
+	return n, nil
 }
 
 func (t *transport) Write(p []byte) (int, error) {
@@ -104,28 +103,23 @@ func (t *transport) Write(p []byte) (int, error) {
 		}
 		return t.nc.Write(p)
 	}
+	if t.hs != nil {
+		return t.hs.write(p)
+	}
 	if t.werr != nil {
 		return 0, t.werr
 	}
 	total := len(p)
-	for t.pending == nil && !t.corked && len(p) > 0 {
+	if t.pending == nil && !t.corked {
 		n, err := evloop.WriteFD(t.fd, p)
-		p = p[n:]
-		switch {
-		case err == unix.EAGAIN && t.waiting:
-			if err := t.wait(unix.POLLOUT); err != nil {
-				return total - len(p), err
-			}
-		case err != nil && err != unix.EAGAIN:
+		if err != nil && err != unix.EAGAIN {
 			t.werr = &hardError{os.NewSyscallError("write", err)}
-			return total - len(p), t.werr
-		case len(p) > 0:
-			// The kernel took what it had room for; the rest waits.
-			t.hold(p)
-			return total, nil
+			return 0, t.werr
 		}
+		p = p[n:]
 	}
 	if len(p) > 0 {
+		// What the kernel had no room for waits for the next flush.
 		t.hold(p)
 	}
 	return total, nil
@@ -139,33 +133,8 @@ func (t *transport) hold(p []byte) {
 	*t.pending = append(*t.pending, p...)
 }
 
-// wait blocks, during the handshake, until the socket is ready for events
-// or the handshake's time is up.
-func (t *transport) wait(events int16) error {
-	for {
-		left := time.Duration(t.deadline - time.Now().UnixNano())
-		if left <= 0 {
-			return os.ErrDeadlineExceeded
-		}
-		fds := []unix.PollFd{{Fd: int32(t.fd), Events: events}, {Fd: int32(t.stop), Events: unix.POLLIN}}
-		if t.stop < 0 {
-			fds = fds[:1]
-		}
-		n, err := unix.Poll(fds, int(left/time.Millisecond)+1)
-		switch {
-		case err == unix.EINTR:
-		case err != nil:
-			return &hardError{os.NewSyscallError("poll", err)}
-		case n > 0 && len(fds) > 1 && fds[1].Revents != 0:
-			return errPoolStopped
-		case n > 0:
-			return nil
-		}
-	}
-}
-
-// errPoolStopped ends a handshake whose pool closed.
-var errPoolStopped = errors.New("proxy shutting down")
+// drop forgets pending, whatever it still holds.
+func (t *transport) drop() { t.pending = nil }
 
 // flush writes what is pending. It reports whether nothing is left; when
 // something is, the next EPOLLOUT flushes again.
@@ -182,13 +151,13 @@ func (t *transport) flush() (bool, error) {
 	switch {
 	case err != nil && err != unix.EAGAIN:
 		t.werr = &hardError{os.NewSyscallError("write", err)}
-		t.pending = nil
+		t.drop()
 		return false, t.werr
 	case len(rest) > 0:
 		*t.pending = append((*t.pending)[:0], rest...)
 		return false, nil
 	}
-	t.pending = nil
+	t.drop()
 	return true, nil
 }
 
@@ -199,7 +168,7 @@ func (t *transport) flushTo(w io.Writer) error {
 		return nil
 	}
 	_, err := w.Write(*t.pending)
-	t.pending = nil
+	t.drop()
 	return err
 }
 
