@@ -253,18 +253,6 @@ func (m e2eMode) transport() *http.Transport {
 	return &http.Transport{DialContext: m.netDialContext, TLSClientConfig: m.tlsConfig()}
 }
 
-// Known product issues some tests skip on when they show, and only then,
-// so that a fix turns the skips back into passes.
-const (
-	// tlsGarbage: the TLS write path (tlsTransport.hold) allocates a new
-	// buffer each time the socket does not take a whole write, instead of
-	// borrowing one: relaying 16 MiB each way to a client slower than its
-	// backend allocates about 30 MB, and the proxy's RSS grows by 5 to 9
-	// MiB where a plain client costs under 1 MiB. It is garbage, not
-	// growth: the live heap stays at about 2 MiB.
-	tlsGarbage = "TLS writes the socket cannot take whole allocate a new buffer each (tlsTransport.hold)"
-)
-
 // namesBalancer reports whether a comma-separated list of addresses, an
 // X-Forwarded-For, names an address of the balancer.
 func namesBalancer(list string) bool {

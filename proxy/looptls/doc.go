@@ -8,9 +8,9 @@
 // not hold up each other and many fast ones do not starve the loops. The
 // loop then takes the connection back as a Side, whose reads say
 // unix.EAGAIN when the socket is drained and whose writes never fail for
-// want of room: what the socket does not take is held, encrypted, until
-// its next writable edge. A Side can be handed off to a reader that
-// blocks, such as an HTTP server.
+// want of room: what the socket does not take is held, encrypted, in a
+// buffer borrowed from the Pool until its next writable edge. A Side can
+// be handed off to a reader that blocks, such as an HTTP server.
 //
 // It owns the transport under crypto/tls and the handshakes' goroutines.
 // It knows nothing of the loops' epoll, HTTP or WebSockets: the loop that

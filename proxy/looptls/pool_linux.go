@@ -35,6 +35,7 @@ type Pool struct {
 	slots *computeSlots // a slot per handshake computing
 	done  chan struct{} // closed by Close: ends the waits for a slot
 	limit int           // handshakes in flight at most
+	bufs  pendingBufs   // what the loop-driven transports hold, lent
 
 	mu      sync.Mutex            // guards closed, running and waiting
 	closed  bool                  // no handshake starts any more
@@ -63,14 +64,14 @@ func NewPool(workers int) *Pool {
 // the handshake's until done runs. Server reports false when too many
 // handshakes are under way or the pool closed, and nothing will run.
 func (p *Pool) Server(fd int, peer net.Addr, prefix []byte, cfg *tls.Config, deadline int64, done func(*Side, error)) bool {
-	tr := &transport{fd: fd, peer: peer, prefix: prefix}
+	tr := &transport{fd: fd, peer: peer, prefix: prefix, bufs: &p.bufs}
 	return p.start(tls.Server(tr, cfg), tr, deadline, done)
 }
 
 // Client runs the client side of a TLS handshake with cfg, as Server does
 // the server side.
 func (p *Pool) Client(fd int, peer net.Addr, cfg *tls.Config, deadline int64, done func(*Side, error)) bool {
-	tr := &transport{fd: fd, peer: peer}
+	tr := &transport{fd: fd, peer: peer, bufs: &p.bufs}
 	return p.start(tls.Client(tr, cfg), tr, deadline, done)
 }
 

@@ -64,11 +64,14 @@ func (s *Side) Held() bool { return s.tr.held() }
 // something is, the socket's next EPOLLOUT calls for another Flush.
 func (s *Side) Flush() (bool, error) { return s.tr.flush() }
 
-// CloseWrite sends close_notify, without waiting for the socket.
+// CloseWrite sends close_notify, without waiting for the socket, as the
+// connection's last write before the loop closes it: what the socket does
+// not take now is dropped, and its buffer goes back to the pool.
 func (s *Side) CloseWrite() {
 	s.tr.corked = true
 	s.conn.CloseWrite()
 	s.tr.flush()
+	s.tr.drop()
 }
 
 // HandOff gives the connection to a reader that blocks, such as an HTTP

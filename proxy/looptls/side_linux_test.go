@@ -45,7 +45,7 @@ func testCertificate(tb testing.TB) tls.Certificate {
 // tlsPair is a TLS connection whose server end is a Side on a raw
 // non-blocking socket, handshaken by a Pool as the loops have it done,
 // and whose client end is Go's.
-func tlsPair(t *testing.T, slow bool) (*Side, *tls.Conn) {
+func tlsPair(t testing.TB, slow bool) (*Side, *tls.Conn) {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -171,4 +171,34 @@ func (c slowConn) Write(p []byte) (int, error) {
 		time.Sleep(50 * time.Microsecond)
 	}
 	return len(p), nil
+}
+
+// BenchmarkSideWriteSlowPeer relays bursts to a peer that cannot take a
+// burst at once: each write leaves ciphertext held until the socket drains.
+func BenchmarkSideWriteSlowPeer(b *testing.B) {
+	side, client := tlsPair(b, false)
+	if err := unix.SetsockoptInt(side.tr.fd, unix.SOL_SOCKET, unix.SO_SNDBUF, 8<<10); err != nil {
+		b.Fatal(err)
+	}
+	go io.Copy(io.Discard, client)
+	msg := make([]byte, 32<<10)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	partial := 0
+	for b.Loop() {
+		if _, err := side.Write(msg); err != nil {
+			b.Fatal(err)
+		}
+		if side.Held() {
+			partial++
+		}
+		for side.Held() {
+			if _, err := side.Flush(); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	if partial == 0 {
+		b.Fatal("every write went out whole: the benchmark did not hold anything")
+	}
 }

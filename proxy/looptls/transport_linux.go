@@ -43,10 +43,10 @@ func (e *hardError) Unwrap() error { return e.err }
 //   - Once the handshake is done, on the socket's event loop, it never
 //     waits: a read with nothing there is errWouldBlock, and a write never
 //     fails for want of room: what the kernel does not take waits in
-//     pending (a buffer borrowed only while it holds bytes) for the next
-//     EPOLLOUT. crypto/tls makes every write error permanent, and has
-//     advanced the record's sequence number by then, so a record cannot be
-//     written again.
+//     pending (a buffer borrowed from bufs only while it holds bytes) for
+//     the next EPOLLOUT. crypto/tls makes every write error permanent, and
+//     has advanced the record's sequence number by then, so a record
+//     cannot be written again.
 //   - Handed to the HTTP server (a plain request over TLS), it reads and
 //     writes through nc, a net.Conn of Go's on the same socket.
 //
@@ -59,9 +59,10 @@ type transport struct {
 
 	hs *netWait // during the handshake: reads and writes wait
 
-	pending *[]byte // ciphertext the kernel has not taken yet; nil when none
-	corked  bool    // writes only append to pending until flush
-	werr    error   // the write error that ended the connection
+	bufs    *pendingBufs // lends pending
+	pending *[]byte      // ciphertext the kernel has not taken yet; nil when none
+	corked  bool         // writes only append to pending until flush
+	werr    error        // the write error that ended the connection
 
 	nc net.Conn // after a hand-off to the HTTP server
 }
@@ -125,16 +126,21 @@ func (t *transport) Write(p []byte) (int, error) {
 	return total, nil
 }
 
-// hold keeps p for the next flush.
+// hold keeps p for the next flush, in a buffer borrowed until then.
 func (t *transport) hold(p []byte) {
 	if t.pending == nil {
-		t.pending = new([]byte)
+		t.pending = t.bufs.get()
 	}
 	*t.pending = append(*t.pending, p...)
 }
 
-// drop forgets pending, whatever it still holds.
-func (t *transport) drop() { t.pending = nil }
+// drop gives pending back, whatever it still holds.
+func (t *transport) drop() {
+	if t.pending != nil {
+		t.bufs.put(t.pending)
+		t.pending = nil
+	}
+}
 
 // flush writes what is pending. It reports whether nothing is left; when
 // something is, the next EPOLLOUT flushes again.
