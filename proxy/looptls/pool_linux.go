@@ -100,7 +100,7 @@ func (p *Pool) handshake(c *tls.Conn, tr *transport, deadline time.Time, done fu
 		}
 		tr.hs = nil
 		w.release()
-		p.unwatch(w.file)
+		p.unwatch(w)
 	}
 	p.mu.Lock()
 	p.running--
@@ -122,21 +122,23 @@ func (p *Pool) watch(fd int, deadline time.Time) (*netWait, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		w.file.Close()
+		w.close()
 		return nil, errPoolStopped
 	}
-	p.waiting[w.file] = struct{}{}
+	if w.file != nil {
+		p.waiting[w.file] = struct{}{}
+	}
 	return w, nil
 }
 
 // unwatch takes a handshake's duplicate out of the netpoller and closes
 // it. The loop's own registration of the socket is another descriptor's,
 // and stays.
-func (p *Pool) unwatch(f *os.File) {
+func (p *Pool) unwatch(w *netWait) {
 	p.mu.Lock()
-	delete(p.waiting, f)
+	delete(p.waiting, w.file)
 	p.mu.Unlock()
-	f.Close()
+	w.close()
 }
 
 // Close ends the handshakes under way, which fail at once, and waits for

@@ -320,3 +320,60 @@ func TestPoolFinishesWhatItBegan(t *testing.T) {
 		t.Errorf("half the handshakes done after %v, all after %v: the ones under way waited behind new ones", median, last)
 	}
 }
+
+// A proxy out of descriptors still handshakes with the client it could
+// accept, waiting for the socket itself, and still ends that wait when
+// the pool closes.
+func TestPoolWithoutADescriptorToSpare(t *testing.T) {
+	lb := listenLoopback(t)
+	pool := NewPool(1)
+	cfg := serverConfig(t)
+	deadline := time.Now().Add(time.Minute).UnixNano()
+	c, fd := lb.dial()
+	silent, silentFD := lb.dial()
+
+	var saved unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &saved); err != nil {
+		t.Fatal(err)
+	}
+	spare, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	unix.Close(spare)
+	limit := saved
+	limit.Cur = uint64(spare) // the lowest free descriptor is one too many
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &limit); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Setrlimit(unix.RLIMIT_NOFILE, &saved)
+	if _, err := unix.FcntlInt(uintptr(fd), unix.F_DUPFD_CLOEXEC, 0); err != unix.EMFILE {
+		t.Fatalf("a descriptor to spare after all: %v", err)
+	}
+
+	results := make(handshakeResults, 2)
+	if !pool.Server(fd, c.LocalAddr(), nil, cfg, deadline, results.done) {
+		t.Fatal("the pool refused a handshake")
+	}
+	clientErr := make(chan error, 1)
+	go func() { clientErr <- tls.Client(c, &tls.Config{InsecureSkipVerify: true}).Handshake() }()
+	if err := <-clientErr; err != nil {
+		t.Fatalf("client: %v", err)
+	}
+	if err := <-results; err != nil {
+		t.Fatalf("server: %v", err)
+	}
+
+	if !pool.Server(silentFD, silent.LocalAddr(), nil, cfg, deadline, results.done) {
+		t.Fatal("the pool refused a handshake")
+	}
+	time.Sleep(100 * time.Millisecond) // into poll(2)
+	start := time.Now()
+	pool.Close()
+	if err := <-results; !errors.Is(err, errPoolStopped) {
+		t.Errorf("the waiting handshake ended with %v, want %v", err, errPoolStopped)
+	}
+	if took := time.Since(start); took > time.Second {
+		t.Errorf("Close took %v", took)
+	}
+}
