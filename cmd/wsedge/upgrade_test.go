@@ -349,10 +349,7 @@ func TestUpgradeFailureKeepsServing(t *testing.T) {
 	if err := os.WriteFile(u.cfgPath, append(bytes.Clone(good), "\n[websocket.nonsense]\n"...), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cli := *u
-	cli.proc = &proc{}
-	*cli.proc = *u.proc
-	cli.cfgPath = filepath.Join(t.TempDir(), "cli.toml")
+	cli := &upgradable{proc: &proc{admin: u.admin, cfgPath: filepath.Join(t.TempDir(), "cli.toml")}}
 	if err := os.WriteFile(cli.cfgPath, good, 0o644); err != nil {
 		t.Fatal(err)
 	}
