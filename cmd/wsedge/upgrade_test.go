@@ -163,8 +163,11 @@ func TestUpgradeKeepsEveryConnection(t *testing.T) {
 	rssAfter, fdsAfter := procRSS(t, u.cur.pid), procFDs(t, u.cur.pid)
 	t.Logf("RSS %.1f MiB before, %.1f MiB after; descriptors %d before, %d after",
 		float64(rss)/(1<<20), float64(rssAfter)/(1<<20), fds, fdsAfter)
-	if rssAfter > rss*11/10 || rssAfter < rss*9/10 {
-		t.Errorf("RSS %d after the upgrades, %d before: not within 10%%", rssAfter, rss)
+	// The new process may well hold less than the old, which carried the
+	// garbage of 2,000 handshakes; what must not happen is that it holds
+	// more, as it would if the hand-over left copies behind.
+	if rssAfter > rss*11/10 {
+		t.Errorf("RSS %d after the upgrades, %d before: more than 10%% above", rssAfter, rss)
 	}
 	if fdsAfter > fds*11/10 || fdsAfter < fds*9/10 {
 		t.Errorf("%d descriptors after the upgrades, %d before: not within 10%%", fdsAfter, fds)
