@@ -20,6 +20,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/wsedge/wsedge/cmd/wsedge/internal/config"
+	"github.com/wsedge/wsedge/cmd/wsedge/internal/memtrim"
 	"github.com/wsedge/wsedge/proxy"
 	"github.com/wsedge/wsedge/upstream"
 )
@@ -236,6 +237,7 @@ func startDaemonFrom(f *config.File, log *zap.Logger, level zap.AtomicLevel, tk 
 		}
 	})
 	d.wg.Go(func() { d.srv.WatchMembers(d.life) })
+	d.wg.Go(func() { memtrim.New(log).Run(d.life) })
 	if tk == nil {
 		d.goLive()
 		sdNotify("READY=1")
