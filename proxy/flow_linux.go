@@ -146,9 +146,10 @@ func (c *econn) readDone(d *flow, buf *[]byte, n int, err error, now int64) {
 		d.buf, d.inOff, d.inEnd = buf, 0, int32(n)
 		// A short read drained the socket: the next bytes bring an edge.
 		// Not so the end of a peer that has shut down: it is read next;
-		// nor a TLS client's, whose read returns one record and may leave
-		// more waiting decrypted, where no edge announces them.
-		d.readable = n == len(*buf) || d.srcShut || c.tlsOf(d, opRead) != nil
+		// nor a TLS peer's records that its transport read and has not
+		// decrypted yet, where no edge announces them.
+		side := c.tlsOf(d, opRead)
+		d.readable = n == len(*buf) || d.srcShut || side != nil && side.Waiting()
 		if d == &c.upf {
 			c.bytesUp.Add(int64(n))
 			c.lastRead.Store(now)

@@ -6,6 +6,7 @@ import (
 	"errors"
 
 	"github.com/wsedge/wsedge/proxy/evloop"
+	"github.com/wsedge/wsedge/proxy/looptls"
 )
 
 // ioOp is a relay read or write a flow asked its loop for. The loop does
@@ -21,6 +22,10 @@ type relayOp struct {
 	buf  *[]byte // a read's borrowed buffer
 	// held: a write through TLS left records its socket did not take
 	held bool
+	// sealed: a write through TLS whose records the batch writes; plain
+	// is what was asked to be written, which the records carry.
+	sealed bool
+	plain  []byte
 }
 
 type opKind uint8
@@ -80,23 +85,49 @@ func (op *relayOp) skip() bool {
 }
 
 // perform does ops and sets their results: those no longer to be done are
-// skipped, those of a peer that speaks TLS go through crypto/tls one call
-// at a time, and the loop does the others, in a batch.
+// skipped; the loop does the others in a batch, where a write to a peer
+// that speaks TLS is encrypted first and its records are what the batch
+// writes. Reads from such a peer go through crypto/tls one call at a
+// time.
 func (l *loop) perform(ops []ioOp) {
 	for i := range ops {
 		op := &ops[i]
 		switch side := op.Of.c.tlsOf(op.Of.d, op.Of.kind); {
 		case op.Of.skip():
 			op.Done, op.Err = true, errSkipped
+		case side != nil && op.Write:
+			l.seal(op, side)
 		case side != nil:
-			if op.Write {
-				op.N, op.Err = side.Write(op.P)
-				op.Of.held = side.Held()
-			} else {
-				op.N, op.Err = side.Read(op.P)
-			}
+			op.N, op.Err = side.Read(op.P)
 			op.Done = true
 		}
 	}
 	evloop.Do(l.Loop, ops)
+	for i := range ops {
+		if op := &ops[i]; op.Of.sealed {
+			side := op.Of.c.tlsOf(op.Of.d, op.Of.kind)
+			op.Err = side.Sent(op.N, op.Err)
+			op.P, op.N, op.Of.held = op.Of.plain, len(op.Of.plain), side.Held()
+			if op.Err != nil {
+				op.N = 0
+			}
+		}
+	}
+}
+
+// seal encrypts a write to a TLS peer and makes op the write of its
+// records, which the batch does; all of it is done at once when there is
+// nothing to write.
+func (l *loop) seal(op *ioOp, side *looptls.Side) {
+	if err := side.Seal(op.P); err != nil {
+		op.N, op.Err, op.Done = 0, err, true
+		return
+	}
+	records := side.Sealed()
+	if len(records) == 0 {
+		op.N, op.Done = len(op.P), true
+		return
+	}
+	op.Of.sealed, op.Of.plain = true, op.P
+	op.P = records
 }

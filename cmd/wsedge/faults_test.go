@@ -905,8 +905,9 @@ func waitEOF(r io.Reader) <-chan struct{} {
 }
 
 // Three kinds of abuse, one after the other: 1,000 slowloris handshakes,
-// 10,000 connections that never send a byte, and 2,000 clients starting
-// handshakes at the same instant (and going on for a few seconds). Well-behaved
+// 10,000 connections that never send a byte, and 2,000 clients (1,000 over
+// TLS) starting handshakes at the same instant (and going on for a few
+// seconds). Well-behaved
 // clients keep working throughout, with their round-trip and handshake
 // latency logged beside an unabused baseline; abusive connections are cut
 // at handshake_timeout, a silent connection costs the proxy little
@@ -915,7 +916,6 @@ func TestAbuseLeavesLatencyAlone(t *testing.T) {
 	const (
 		slowlorisConns = 1000
 		silentConns    = 10000
-		burstConns     = 2000
 		window         = 2 * time.Second
 		handshake      = 4 * time.Second
 	)
@@ -976,15 +976,23 @@ func TestAbuseLeavesLatencyAlone(t *testing.T) {
 	done := make(chan struct{})
 	burst := make(chan probeResult, 1)
 	go func() { burst <- probe.measure(done) }()
-	rep, err := benchHandshakes(p, burstConns, 4*time.Second)
+	// Over TLS each handshake costs the proxy, and the clients beside it on
+	// the same two cores, several times the CPU (about 600 a second here
+	// in all): half the burst queues as long there as the whole one does
+	// in plain TCP, well inside handshake_timeout.
+	burstConns, burstWindow := 2000, 4*time.Second
+	if e2e.name == modeTLS {
+		burstConns = 1000
+	}
+	rep, err := benchHandshakes(p, burstConns, burstWindow)
 	close(done)
 	results["2,000 handshaking"] = <-burst
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("%d clients handshaking at once for 4s: %d handshakes (%.0f/s), p50 %v, p99 %v, slowest %v; %d failed %s",
-		burstConns, rep.Handshakes, rep.PerSec, rep.Latency.P50, rep.Latency.P99, rep.Latency.Max, rep.Failures, rep.FirstError)
-	if rep.Failures > 0 || rep.Handshakes < burstConns {
+	t.Logf("%d clients handshaking at once for %v: %d handshakes (%.0f/s), p50 %v, p99 %v, slowest %v; %d failed %s",
+		burstConns, burstWindow, rep.Handshakes, rep.PerSec, rep.Latency.P50, rep.Latency.P99, rep.Latency.Max, rep.Failures, rep.FirstError)
+	if rep.Failures > 0 || rep.Handshakes < int64(burstConns) {
 		t.Errorf("%d handshakes, %d failed: want at least the first %d, and none failed", rep.Handshakes, rep.Failures, burstConns)
 	}
 

@@ -25,8 +25,11 @@ type Side struct {
 // (0, nil) at the end of the stream and unix.EAGAIN when nothing more is
 // there. A read returns one record at most, and more may wait decrypted
 // or in the transport's buffer, where no edge announces them: the caller
-// reads until EAGAIN whatever the size.
+// reads again while the read filled p or Waiting says so.
 func (s *Side) Read(p []byte) (int, error) {
+	// What an earlier read found of the socket is stale: an edge may have
+	// come since, and been taken, for bytes only a read will see.
+	s.tr.drained = false
 	n, err := s.conn.Read(p)
 	if s.tr.held() {
 		s.tr.flush() // an alert or a key update answered while reading
@@ -57,6 +60,57 @@ func (s *Side) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// Waiting reports whether, after the last Read, records read from the
+// socket wait to be decrypted or the socket may hold more: false only
+// when that Read found the socket drained and decrypted all it brought.
+// A read that filled p may have left more of its record decrypted,
+// whatever Waiting says.
+func (s *Side) Waiting() bool { return s.tr.waiting() }
+
+// Seal encrypts p for the socket without writing it: the records wait in
+// Sealed until the caller writes them to the socket itself (in a batch
+// of the loop's, say) and tells Sent how that went. An error is the
+// connection's end.
+func (s *Side) Seal(p []byte) error {
+	s.tr.corked = true
+	_, err := s.conn.Write(p)
+	s.tr.corked = false
+	if err == nil && s.tr.pending != nil {
+		s.tr.batched = len(*s.tr.pending)
+	}
+	return err
+}
+
+// Sealed returns the encrypted bytes that wait for the socket.
+func (s *Side) Sealed() []byte {
+	if s.tr.pending == nil {
+		return nil
+	}
+	return *s.tr.pending
+}
+
+// Sent takes the result of the caller's write of Sealed to the socket:
+// n bytes taken, or the write's error (unix.EAGAIN: none taken for now).
+// What was not taken is Held; an error other than EAGAIN is the
+// connection's end, and Sent returns it. Between Seal and Sent, records
+// that crypto/tls writes on its own (an alert or a key update answered
+// while reading) queue behind the sealed ones; if the socket took all of
+// those, Sent writes the newcomers too, so that Held means the socket is
+// full and its next edge will say when it has room.
+func (s *Side) Sent(n int, err error) error {
+	t := s.tr
+	tookAll := err == nil && n == t.batched
+	t.batched = 0
+	if _, err := t.sent(n, err); err != nil {
+		return err
+	}
+	if tookAll && t.pending != nil {
+		_, err := t.flush()
+		return err
+	}
+	return nil
+}
+
 // Held reports whether encrypted bytes wait for the socket to take them.
 func (s *Side) Held() bool { return s.tr.held() }
 
@@ -72,6 +126,7 @@ func (s *Side) CloseWrite() {
 	s.conn.CloseWrite()
 	s.tr.flush()
 	s.tr.drop()
+	s.tr.dropIn()
 }
 
 // HandOff gives the connection to a reader that blocks, such as an HTTP

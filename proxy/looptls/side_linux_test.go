@@ -116,27 +116,99 @@ func TestTLSSideReadsPartialRecords(t *testing.T) {
 	}
 }
 
-// A write the socket cannot take whole is kept, encrypted, until the
-// socket takes writes again; nothing is lost or sent twice.
-func TestTLSSideHoldsWhatTheSocketCannotTake(t *testing.T) {
+// Records that arrive together are read from the socket at once and
+// decrypted one per read, Waiting saying more are there; a lone record is
+// read with the socket found drained, so the loop does not ask the socket
+// again only to hear EAGAIN. What a read found of the socket holds for
+// that read only: bytes that came since, announced by an edge the loop
+// took already, are waited for.
+func TestTLSSideSaysWhenDrained(t *testing.T) {
 	side, client := tlsPair(t, false)
-	msg := make([]byte, 4<<20)
-	rand.Read(msg)
-	if n, err := side.Write(msg); n != len(msg) || err != nil {
-		t.Fatalf("write = %d, %v", n, err)
+	write := func(m string) {
+		t.Helper()
+		if _, err := client.Write([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if !side.Held() {
-		t.Fatal("4 MiB went out at once: the socket buffer should not hold it")
+	buf := make([]byte, 1024)
+	read := func(want string, waiting bool) {
+		t.Helper()
+		n, err := side.Read(buf)
+		if err != nil || string(buf[:n]) != want {
+			t.Fatalf("read %q, %v; want %q", buf[:n], err, want)
+		}
+		if side.Waiting() != waiting {
+			t.Fatalf("after reading %q, Waiting() = %v, want %v", want, side.Waiting(), waiting)
+		}
 	}
+	write("first")
+	write("second")
+	read("first", true) // "second" came with it
+	write("third")      // an edge the loop takes before its next read
+	read("second", true)
+	read("third", false)
+	if n, err := side.Read(buf); err != unix.EAGAIN {
+		t.Fatalf("read after the last record: %d, %v; want EAGAIN", n, err)
+	}
+	write("fourth")
+	read("fourth", false)
+}
+
+// Records sealed for the caller to write (in the loop's batch) reach the
+// client once, whole and in order, however the socket takes them: in
+// part, not at all for now, or all at once. Until the caller says how
+// its write went, Flush leaves them to it.
+func TestTLSSideSealedRecordsWrittenByTheCaller(t *testing.T) {
+	side, client := tlsPair(t, false)
+	big := make([]byte, 4<<20)
+	rand.Read(big)
+	want := append([]byte("hello"), big...)
 	got := make(chan []byte)
 	go func() {
-		b := make([]byte, len(msg))
-		_, err := io.ReadFull(client, b)
-		if err != nil {
+		b := make([]byte, len(want))
+		if _, err := io.ReadFull(client, b); err != nil {
 			b = nil
 		}
 		got <- b
 	}()
+
+	if err := side.Seal([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	records := side.Sealed()
+	if len(records) <= len("hello") {
+		t.Fatalf("sealed %d bytes for 5 bytes of data: no record", len(records))
+	}
+	if done, err := side.Flush(); done || err != nil || len(side.Sealed()) != len(records) {
+		t.Fatalf("Flush between Seal and Sent = %v, %v, and left %d of %d bytes; want it to leave them",
+			done, err, len(side.Sealed()), len(records))
+	}
+	half := len(records) / 2
+	n, err := unix.Write(side.tr.fd, records[:half])
+	if err != nil || n != half {
+		t.Fatalf("write = %d, %v", n, err)
+	}
+	if err := side.Sent(n, nil); err != nil || !side.Held() || len(side.Sealed()) != len(records)-half {
+		t.Fatalf("after the socket took %d of %d: Sent = %v, Held = %v, %d left", n, len(records), err, side.Held(), len(side.Sealed()))
+	}
+	if _, err := side.Flush(); err != nil || side.Held() {
+		t.Fatalf("Flush of the rest: %v, held %v", err, side.Held())
+	}
+
+	if err := side.Seal(big); err != nil {
+		t.Fatal(err)
+	}
+	records = side.Sealed()
+	n, err = unix.Write(side.tr.fd, records)
+	if err := side.Sent(n, err); err != nil {
+		t.Fatal(err)
+	}
+	if !side.Held() {
+		t.Fatal("4 MiB went out at once: the socket buffer should not hold it")
+	}
+	if err := side.Sent(0, unix.EAGAIN); err != nil || !side.Held() {
+		t.Fatalf("a write that found no room: Sent = %v, held %v", err, side.Held())
+	}
 	deadline := time.Now().Add(10 * time.Second)
 	for side.Held() && time.Now().Before(deadline) {
 		if _, err := side.Flush(); err != nil {
@@ -144,8 +216,8 @@ func TestTLSSideHoldsWhatTheSocketCannotTake(t *testing.T) {
 		}
 		time.Sleep(time.Millisecond)
 	}
-	if b := <-got; !bytes.Equal(b, msg) {
-		t.Fatal("the client did not receive the message intact")
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatal("the client did not receive both writes intact and in order")
 	}
 }
 

@@ -41,7 +41,11 @@ func (e *hardError) Unwrap() error { return e.err }
 //     socket in Go's netpoller (hs), until the deadline or until the pool
 //     closes.
 //   - Once the handshake is done, on the socket's event loop, it never
-//     waits: a read with nothing there is errWouldBlock, and a write never
+//     waits: a read with nothing there is errWouldBlock. A read takes what
+//     the socket has into in (a buffer borrowed while it holds bytes) and
+//     gives crypto/tls a record at a time, so that the bytes crypto/tls
+//     has not taken are all the transport's, and a short read from the
+//     socket tells the loop it is drained, as on a plain socket. A write never
 //     fails for want of room: what the kernel does not take waits in
 //     pending (a buffer borrowed from bufs only while it holds bytes) for
 //     the next EPOLLOUT. crypto/tls makes every write error permanent, and
@@ -59,43 +63,79 @@ type transport struct {
 
 	hs *netWait // during the handshake: reads and writes wait
 
+	in      *[]byte // ciphertext read from the socket, not yet given to crypto/tls; nil when none
+	inOff   int
+	drained bool         // a read from the socket during the Side's current Read was short or found nothing
+	records recordCursor // where the stream given to crypto/tls stands
+
 	bufs    *pendingBufs // lends pending
 	pending *[]byte      // ciphertext the kernel has not taken yet; nil when none
 	corked  bool         // writes only append to pending until flush
+	batched int          // bytes of pending the caller writes in a batch of its own (Seal to Sent), which flush leaves
 	werr    error        // the write error that ended the connection
 
 	nc net.Conn // after a hand-off to the HTTP server
 }
 
 func (t *transport) Read(p []byte) (int, error) {
-	if len(t.prefix) > 0 {
+	switch {
+	case len(t.prefix) > 0:
 		n := copy(p, t.prefix)
+		t.records.advance(t.prefix[:n])
 		t.prefix = t.prefix[n:]
 		return n, nil
-	}
-	if t.nc != nil {
+	case t.in != nil:
+		return t.give(p), nil
+	case t.nc != nil:
 		return t.nc.Read(p)
-	}
-	var n int
-	var err error
-	if t.hs != nil {
-		n, err = t.hs.read(p)
+	case t.hs != nil:
+		n, err := t.hs.read(p)
 		if err != nil {
 			return n, err
 		}
-	} else {
-		n, err = evloop.ReadFD(t.fd, p)
+		if n == 0 {
+			return 0, io.EOF
+		}
+		t.records.advance(p[:n])
+		return n, nil
 	}
-	switch {
-	case err == unix.EAGAIN:
-		return 0, errWouldBlock
-	case err != nil:
-		return 0, &hardError{os.NewSyscallError("read", err)}
-	case n == 0:
+	buf := t.bufs.get()
+	n, err := evloop.ReadFD(t.fd, (*buf)[:cap(*buf)])
+	if n <= 0 || err != nil {
+		t.bufs.put(buf)
+		t.drained = true
+		switch {
+		case err == unix.EAGAIN:
+			return 0, errWouldBlock
+		case err != nil:
+			return 0, &hardError{os.NewSyscallError("read", err)}
+		}
 		return 0, io.EOF
 	}
-	return n, nil
+	t.drained = n < cap(*buf)
+	*buf = (*buf)[:n]
+	t.in, t.inOff = buf, 0
+	return t.give(p), nil
 }
+
+// give copies into p what in holds, up to the end of the current record,
+// and lets go of in once it is empty.
+func (t *transport) give(p []byte) int {
+	rest := (*t.in)[t.inOff:]
+	n := copy(p, rest[:t.records.toEnd(rest)])
+	t.records.advance(rest[:n])
+	t.inOff += n
+	if t.inOff == len(*t.in) {
+		t.bufs.put(t.in)
+		t.in = nil
+	}
+	return n
+}
+
+// waiting reports whether ciphertext read from the socket waits for
+// crypto/tls, or the socket may hold more: false once a read from the
+// socket found it drained and everything it brought was given.
+func (t *transport) waiting() bool { return t.in != nil || !t.drained }
 
 func (t *transport) Write(p []byte) (int, error) {
 	if t.nc != nil {
@@ -142,6 +182,14 @@ func (t *transport) drop() {
 	}
 }
 
+// dropIn gives in back, whatever it still holds.
+func (t *transport) dropIn() {
+	if t.in != nil {
+		t.bufs.put(t.in)
+		t.in = nil
+	}
+}
+
 // flush writes what is pending. It reports whether nothing is left; when
 // something is, the next EPOLLOUT flushes again.
 func (t *transport) flush() (bool, error) {
@@ -152,8 +200,20 @@ func (t *transport) flush() (bool, error) {
 	if t.pending == nil {
 		return true, nil
 	}
-	n, err := evloop.WriteFD(t.fd, *t.pending)
-	rest := (*t.pending)[n:]
+	if t.batched > 0 {
+		return false, nil
+	}
+	return t.sent(evloop.WriteFD(t.fd, *t.pending))
+}
+
+// sent takes the result of a write of pending to the socket, whoever
+// made it: what the socket took goes, the rest waits. It reports whether
+// nothing is left.
+func (t *transport) sent(n int, err error) (bool, error) {
+	if t.pending == nil {
+		return true, nil
+	}
+	rest := (*t.pending)[max(n, 0):]
 	switch {
 	case err != nil && err != unix.EAGAIN:
 		t.werr = &hardError{os.NewSyscallError("write", err)}

@@ -13,8 +13,10 @@ import (
 
 const (
 	// closeReplyWait bounds how long a handshake worker waits for the
-	// answer to its close frame before cutting the connection.
-	closeReplyWait = time.Second
+	// answer to its close frame before cutting the connection: long
+	// enough for a proxy whose cores thousands of TLS handshakes keep
+	// busy, far shorter than a client left hanging.
+	closeReplyWait = 3 * time.Second
 	// failurePause slows a worker whose handshake failed, so that a target
 	// that refuses everything is not hammered in a tight loop.
 	failurePause = 10 * time.Millisecond
