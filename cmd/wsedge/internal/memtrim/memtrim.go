@@ -103,20 +103,15 @@ func (t *Trimmer) worth(s Sample) bool {
 	return s.Retained > s.Live+s.Live/4+t.Slack
 }
 
-var runtimeMetrics = []string{
-	"/gc/heap/allocs:bytes",
-	"/gc/heap/live:bytes",
-	"/memory/classes/heap/objects:bytes",
-	"/memory/classes/heap/unused:bytes",
-	"/memory/classes/heap/free:bytes",
-}
-
 // readRuntime samples the heap from runtime/metrics, which, unlike
 // ReadMemStats, does not stop the world.
 func readRuntime() Sample {
-	m := make([]metrics.Sample, len(runtimeMetrics))
-	for i, name := range runtimeMetrics {
-		m[i].Name = name
+	m := []metrics.Sample{
+		{Name: "/gc/heap/allocs:bytes"},
+		{Name: "/gc/heap/live:bytes"},
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
 	}
 	metrics.Read(m)
 	v := func(i int) uint64 {
