@@ -80,8 +80,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer) error {
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)
 	usr2 := make(chan os.Signal, 1)
-	signal.Notify(usr2, syscall.SIGUSR2)
-	defer signal.Stop(usr2)
+	if sigs := upgradeSignals(); len(sigs) > 0 {
+		signal.Notify(usr2, sigs...)
+		defer signal.Stop(usr2)
+	}
 	for {
 		var req upgradeRequest
 		select {
