@@ -385,7 +385,11 @@ func (c *econn) spendLimits(messages, bytes uint64, now int64) {
 	slowed, closing := c.limits.spend(c.cfg, messages, bytes, now)
 	switch {
 	case closing:
-		c.srv.metrics.limitHit(limitClientRateClosed)
+		// A client still sending while its close handshake runs stays
+		// over its rate; it was closed once, and is counted once.
+		if c.end == nil {
+			c.srv.metrics.limitHit(limitClientRateClosed)
+		}
 		c.finish(rateLimited(), now)
 	case slowed:
 		c.srv.metrics.limitHit(limitClientRateSlowed)
