@@ -22,10 +22,10 @@ type relayOp struct {
 	buf  *[]byte // a read's borrowed buffer
 	// held: a write through TLS left records its socket did not take
 	held bool
-	// sealed: a write through TLS whose records the batch writes; plain
-	// is what was asked to be written, which the records carry.
-	sealed bool
-	plain  []byte
+	// sealedBy: the TLS peer whose records, sealed from plain (what the
+	// write was asked to carry), the batch writes; nil for other writes.
+	sealedBy *looptls.Side
+	plain    []byte
 }
 
 type opKind uint8
@@ -96,7 +96,7 @@ func (l *loop) perform(ops []ioOp) {
 		case op.Of.skip():
 			op.Done, op.Err = true, errSkipped
 		case side != nil && op.Write:
-			l.seal(op, side)
+			seal(op, side)
 		case side != nil:
 			op.N, op.Err = side.Read(op.P)
 			op.Done = true
@@ -104,8 +104,8 @@ func (l *loop) perform(ops []ioOp) {
 	}
 	evloop.Do(l.Loop, ops)
 	for i := range ops {
-		if op := &ops[i]; op.Of.sealed {
-			side := op.Of.c.tlsOf(op.Of.d, op.Of.kind)
+		if op := &ops[i]; op.Of.sealedBy != nil {
+			side := op.Of.sealedBy
 			op.Err = side.Sent(op.N, op.Err)
 			op.P, op.N, op.Of.held = op.Of.plain, len(op.Of.plain), side.Held()
 			if op.Err != nil {
@@ -118,7 +118,7 @@ func (l *loop) perform(ops []ioOp) {
 // seal encrypts a write to a TLS peer and makes op the write of its
 // records, which the batch does; all of it is done at once when there is
 // nothing to write.
-func (l *loop) seal(op *ioOp, side *looptls.Side) {
+func seal(op *ioOp, side *looptls.Side) {
 	if err := side.Seal(op.P); err != nil {
 		op.N, op.Err, op.Done = 0, err, true
 		return
@@ -128,6 +128,6 @@ func (l *loop) seal(op *ioOp, side *looptls.Side) {
 		op.N, op.Done = len(op.P), true
 		return
 	}
-	op.Of.sealed, op.Of.plain = true, op.P
+	op.Of.sealedBy, op.Of.plain = side, op.P
 	op.P = records
 }
